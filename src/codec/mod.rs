@@ -1,0 +1,285 @@
+//! Sealing and opening payloads: the envelope, the legacy sample formats, and the service that runs
+//! them for one authorized request.
+//!
+//! What must stay true: every operation takes a `Grant` and uses only its namespace; encode never
+//! returns a payload it did not seal; decode passes through payloads that are not ours unchanged and
+//! never releases a payload that did not open under the request's namespace.
+
+pub mod aead;
+pub mod compression;
+pub mod envelope;
+pub mod kdf;
+pub mod legacy;
+pub mod random;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use prost::Message;
+
+use crate::auth::Grant;
+use crate::kms::decrypt_cache::{DecryptCache, cache_key};
+use crate::kms::encrypt_cache::{EncryptCache, LeaseError};
+use crate::kms::keyring::{DecodeFailure, KeyringRegistry, NamespaceKeys};
+use crate::kms::{KmsContext, KmsError, WrappedKey};
+use crate::protocol::{Namespace, Payload};
+use compression::{Compression, CompressionError};
+use envelope::{EnvelopeError, FLAG_ZSTD, SealParams};
+use legacy::{LegacyError, LegacyKeys};
+
+/// `encoding` of every payload we seal.
+pub const ENVELOPE_ENCODING: &str = "binary/kms-envelope";
+/// Metadata naming the keyring (display and routing only; never trusted).
+pub const KEY_ID_METADATA: &str = "encryption-key-id";
+
+/// Why a whole request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("namespace {0} has no keyring configured")]
+    UnknownNamespace(String),
+    #[error("key service unavailable")]
+    Unavailable { retry_after: Duration },
+    #[error("payloads at indexes {indexes:?} could not be decoded")]
+    DecodeFailed { indexes: Vec<usize> },
+    #[error("payload {index} is larger than one data key may seal")]
+    PayloadTooLarge { index: usize },
+    #[error("encryption failed")]
+    EncodeFailed(#[source] KmsErrorOrEnvelope),
+}
+
+/// The cause of an encode failure, for the log.
+#[derive(Debug, thiserror::Error)]
+pub enum KmsErrorOrEnvelope {
+    #[error(transparent)]
+    Kms(#[from] KmsError),
+    #[error(transparent)]
+    Envelope(#[from] EnvelopeError),
+}
+
+/// Why one payload did not decode (logged with its index; clients only see the index).
+#[derive(Debug, thiserror::Error)]
+pub enum PayloadFailure {
+    #[error("malformed envelope: {0}")]
+    Malformed(EnvelopeError),
+    #[error("sealed for another namespace")]
+    WrongNamespace,
+    #[error("no EDK names a KEK of this namespace's keyring")]
+    NoAllowedKek,
+    #[error("KMS refused the unwrap: {0}")]
+    Kms(Arc<KmsError>),
+    #[error("key commitment mismatch")]
+    Commitment,
+    #[error("authentication failed")]
+    Open,
+    #[error("inner payload is not a Payload")]
+    InnerPayload,
+    #[error(transparent)]
+    Compression(#[from] CompressionError),
+    #[error(transparent)]
+    Legacy(#[from] LegacyError),
+    #[error("KMS unavailable")]
+    Unavailable { retry_after: Duration },
+}
+
+/// The result of an encode.
+#[derive(Debug)]
+pub struct Encoded {
+    pub payloads: Vec<Payload>,
+    /// KEK URIs that wrap the data keys used.
+    pub kek_refs: BTreeSet<String>,
+}
+
+/// The result of a decode.
+#[derive(Debug)]
+pub struct Decoded {
+    pub payloads: Vec<Payload>,
+    /// How many payloads were ours (or legacy) and opened.
+    pub decoded: usize,
+    /// Indexes returned unchanged because they failed and the namespace keeps them encoded.
+    pub kept_encoded: Vec<usize>,
+    /// KEK URIs whose data keys opened payloads.
+    pub kek_refs: BTreeSet<String>,
+}
+
+/// Runs encode and decode for authorized requests.
+pub struct Codec {
+    registry: KeyringRegistry,
+    encrypt_cache: EncryptCache,
+    decrypt_cache: DecryptCache,
+    legacy: LegacyKeys,
+    max_decompressed_bytes: usize,
+}
+
+impl Codec {
+    /// Assembles the codec from its parts.
+    pub fn new(
+        registry: KeyringRegistry,
+        encrypt_cache: EncryptCache,
+        decrypt_cache: DecryptCache,
+        legacy: LegacyKeys,
+        max_decompressed_bytes: usize,
+    ) -> Codec {
+        Codec { registry, encrypt_cache, decrypt_cache, legacy, max_decompressed_bytes }
+    }
+
+    /// The encrypt-side DEK cache (metrics, tests).
+    pub fn encrypt_cache(&self) -> &EncryptCache {
+        &self.encrypt_cache
+    }
+
+    /// The decrypt-side DEK cache (metrics, tests).
+    pub fn decrypt_cache(&self) -> &DecryptCache {
+        &self.decrypt_cache
+    }
+
+    fn keys(&self, namespace: &Namespace) -> Result<Arc<NamespaceKeys>, CodecError> {
+        self.registry.resolve(namespace).ok_or_else(|| CodecError::UnknownNamespace(namespace.to_string()))
+    }
+
+    /// Seals every payload for the grant's namespace, in order.
+    pub async fn encode(&self, grant: &Grant, payloads: Vec<Payload>) -> Result<Encoded, CodecError> {
+        let namespace = grant.namespace();
+        let keys = self.keys(namespace)?;
+        let mut sealed = Vec::with_capacity(payloads.len());
+        let mut kek_refs = BTreeSet::new();
+        for (index, payload) in payloads.iter().enumerate() {
+            let plaintext = payload.encode_to_vec();
+            let (flags, body) = match keys.compress {
+                true => match compression::zstd_compress(&plaintext) {
+                    packed if packed.len() < plaintext.len() => (FLAG_ZSTD, packed),
+                    _ => (0, plaintext),
+                },
+                false => (0, plaintext),
+            };
+            let lease =
+                self.encrypt_cache.lease(namespace, &keys.keyring, body.len() as u64).await.map_err(|e| match e {
+                    LeaseError::PayloadTooLarge { .. } => CodecError::PayloadTooLarge { index },
+                    LeaseError::Kms(e) if e.is_unavailable() => {
+                        CodecError::Unavailable { retry_after: retry_after(&e) }
+                    }
+                    LeaseError::Kms(e) => CodecError::EncodeFailed(e.into()),
+                })?;
+            let params = SealParams {
+                flags,
+                message_id: envelope::random_message_id(),
+                iv: aead::Iv::random(),
+                namespace: namespace.as_str(),
+                edks: &lease.edks,
+            };
+            let data = envelope::seal(&lease.dek, &params, &body).map_err(|e| CodecError::EncodeFailed(e.into()))?;
+            kek_refs.extend(lease.edks.iter().map(|e| e.kek_ref.clone()));
+            let metadata = BTreeMap::from([
+                ("encoding".to_owned(), ENVELOPE_ENCODING.as_bytes().to_vec()),
+                (KEY_ID_METADATA.to_owned(), keys.keyring.name.as_bytes().to_vec()),
+            ]);
+            sealed.push(Payload { metadata, data, external_payloads: Vec::new() });
+        }
+        Ok(Encoded { payloads: sealed, kek_refs })
+    }
+
+    /// Opens our payloads and legacy sample payloads; passes everything else through unchanged.
+    pub async fn decode(&self, grant: &Grant, payloads: Vec<Payload>) -> Result<Decoded, CodecError> {
+        let namespace = grant.namespace();
+        let keys = self.keys(namespace)?;
+        let mut out = Vec::with_capacity(payloads.len());
+        let mut failed = Vec::new();
+        let mut unavailable = None;
+        let mut decoded = 0;
+        let mut kek_refs = BTreeSet::new();
+        for (index, payload) in payloads.into_iter().enumerate() {
+            match self.decode_one(namespace, &keys, &payload, &mut kek_refs).await {
+                Ok(Some(opened)) => {
+                    decoded += 1;
+                    out.push(opened);
+                }
+                Ok(None) => out.push(payload),
+                Err(PayloadFailure::Unavailable { retry_after }) => {
+                    tracing::warn!(%namespace, index, "KMS unavailable while decoding a payload.");
+                    unavailable = Some(retry_after);
+                    out.push(payload);
+                }
+                Err(failure) => {
+                    tracing::warn!(%namespace, index, reason = %failure, "Payload could not be decoded.");
+                    failed.push(index);
+                    out.push(payload);
+                }
+            }
+        }
+        if let Some(retry_after) = unavailable {
+            return Err(CodecError::Unavailable { retry_after });
+        }
+        if !failed.is_empty() && keys.decode_failure == DecodeFailure::Reject {
+            return Err(CodecError::DecodeFailed { indexes: failed });
+        }
+        Ok(Decoded { payloads: out, decoded, kept_encoded: failed, kek_refs })
+    }
+
+    async fn decode_one(
+        &self,
+        namespace: &Namespace,
+        keys: &NamespaceKeys,
+        payload: &Payload,
+        kek_refs: &mut BTreeSet<String>,
+    ) -> Result<Option<Payload>, PayloadFailure> {
+        match payload.encoding() {
+            Some(ENVELOPE_ENCODING) => self.open_envelope(namespace, keys, &payload.data, kek_refs).await.map(Some),
+            Some(legacy::LEGACY_ENCODING) => Ok(self.legacy.decode(payload)?),
+            _ => Ok(None),
+        }
+    }
+
+    async fn open_envelope(
+        &self,
+        namespace: &Namespace,
+        keys: &NamespaceKeys,
+        data: &[u8],
+        kek_refs: &mut BTreeSet<String>,
+    ) -> Result<Payload, PayloadFailure> {
+        let envelope = envelope::parse(data).map_err(PayloadFailure::Malformed)?;
+        // The AAD would refuse it anyway; refusing here saves a KMS call for a payload from elsewhere.
+        if envelope.namespace != namespace.as_str() {
+            return Err(PayloadFailure::WrongNamespace);
+        }
+        let ctx = KmsContext::for_namespace(namespace);
+        let mut last = PayloadFailure::NoAllowedKek;
+        for edk in &envelope.edks {
+            // Only KEKs of this namespace's keyring: the payload cannot choose the key.
+            let Some(kek) = keys.keyring.kek_for(edk) else { continue };
+            let key = cache_key(envelope.suite, edk, &ctx);
+            let wrapped = WrappedKey(edk.wrapped.clone());
+            let unwrapped =
+                self.decrypt_cache.get_or_unwrap(namespace, key, kek.backend.unwrap(&kek.uri, &wrapped, &ctx));
+            let dek = match unwrapped.await {
+                Ok(dek) => dek,
+                Err(e) if e.is_unavailable() => {
+                    last = PayloadFailure::Unavailable { retry_after: retry_after(&e) };
+                    continue;
+                }
+                Err(e) => {
+                    last = PayloadFailure::Kms(e);
+                    continue;
+                }
+            };
+            // A commitment mismatch means the EDKs disagree about the key: never try another one.
+            let plaintext = envelope.open(&dek, namespace.as_str()).map_err(|e| match e {
+                EnvelopeError::CommitmentMismatch => PayloadFailure::Commitment,
+                _ => PayloadFailure::Open,
+            })?;
+            kek_refs.insert(edk.kek_ref.clone());
+            let plaintext = match envelope.is_compressed() {
+                true => compression::decompress(Compression::Zstd, &plaintext, self.max_decompressed_bytes)?,
+                false => plaintext,
+            };
+            return Payload::decode(plaintext.as_slice()).map_err(|_| PayloadFailure::InnerPayload);
+        }
+        Err(last)
+    }
+}
+
+fn retry_after(e: &KmsError) -> Duration {
+    match e {
+        KmsError::Unavailable { retry_after, .. } => *retry_after,
+        _ => Duration::from_secs(1),
+    }
+}

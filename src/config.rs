@@ -1,0 +1,546 @@
+//! Configuration: defaults in code → TOML file (`--config` / `CODEC_CONFIG`) → `CODEC_*` environment
+//! variables (`__` separates levels; `*_FILE` reads the value from a file) → a few CLI flags.
+//!
+//! What must stay true: everything is validated after loading, and every message says how to fix the
+//! problem; secrets never print (`check-config` shows them as `<redacted>`). Without a config file the
+//! server starts in dev mode: local key file, auth off, loopback only.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::kms::KekUri;
+use crate::kms::keyring::DecodeFailure;
+use crate::protocol::Namespace;
+
+/// The whole configuration.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the dev key, and later the SQLite audit database, live.
+    pub data_dir: PathBuf,
+    pub server: ServerConfig,
+    pub cors: CorsConfig,
+    pub auth: AuthConfig,
+    pub kms: KmsConfig,
+    /// Named keyrings.
+    pub keyrings: BTreeMap<String, KeyringConfig>,
+    /// Namespace rules: exact names win, then patterns in order.
+    pub namespaces: Vec<NamespaceRule>,
+    pub cache: CacheConfig,
+    pub legacy: LegacyConfig,
+    pub log: LogConfig,
+}
+
+/// HTTP server settings and request limits.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// A path prefix in front of every codec route, e.g. `/codec` behind a shared ingress.
+    pub path_prefix: String,
+    /// Used when a request names no namespace (neither `X-Namespace` nor a path segment).
+    pub default_namespace: Option<String>,
+    pub max_body_bytes: usize,
+    pub max_payloads: usize,
+    /// Bound on any one decompressed payload (zstd envelopes, legacy zlib/gzip/snappy layers).
+    pub max_decompressed_bytes: usize,
+    /// HTTP worker threads; default: one per core.
+    pub workers: Option<usize>,
+}
+
+/// CORS for the Temporal Web UI.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CorsConfig {
+    /// Exact origins, e.g. `https://temporal.example.com` (a trailing slash is ignored).
+    pub allowed_origins: Vec<String>,
+    /// Send `Access-Control-Allow-Credentials: true` (the UI's "include credentials").
+    pub allow_credentials: bool,
+    /// Request headers allowed in addition to content-type, x-namespace, authorization, authorization-extras.
+    pub extra_allowed_headers: Vec<String>,
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+}
+
+/// Authentication.
+#[derive(Clone, Debug, Deserialize, Serialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Required in a config file. Today only `disabled`; JWT verification is the next step.
+    pub mode: Option<AuthModeConfig>,
+    /// With auth disabled, allow listening on a non-loopback address anyway.
+    pub allow_unauthenticated_non_loopback: bool,
+}
+
+/// Authentication modes.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthModeConfig {
+    Disabled,
+}
+
+/// KMS backends, one section per provider; a KEK URI's scheme picks the section.
+#[derive(Clone, Debug, Deserialize, Serialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct KmsConfig {
+    pub local: LocalKmsConfig,
+}
+
+/// The `local://` backend.
+#[derive(Clone, Debug, Deserialize, Serialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct LocalKmsConfig {
+    /// Directory of `<name>.key` files; default `<data_dir>/keys`.
+    pub key_dir: Option<PathBuf>,
+}
+
+/// A keyring: primary KEKs wrap every new data key; decrypt-only KEKs still unwrap old ones.
+#[derive(Clone, Debug, Deserialize, Serialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct KeyringConfig {
+    pub primary: Vec<String>,
+    pub decrypt_only: Vec<String>,
+}
+
+/// Which keyring a namespace (exact name or glob with `*`/`?`) uses, and how.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamespaceRule {
+    #[serde(rename = "match")]
+    pub pattern: String,
+    pub keyring: String,
+    /// zstd-compress payloads before sealing (when it makes them smaller).
+    #[serde(default)]
+    pub compress: bool,
+    #[serde(default)]
+    pub decode_failure: DecodeFailure,
+}
+
+/// Data-key caches.
+#[derive(Clone, Debug, Deserialize, Serialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheConfig {
+    pub encrypt: EncryptCacheConfig,
+    pub decrypt: DecryptCacheConfig,
+}
+
+/// Limits on one encode DEK.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EncryptCacheConfig {
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+    pub max_payloads: u64,
+    pub max_bytes: u64,
+}
+
+/// Decode DEK cache.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DecryptCacheConfig {
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+    #[serde(with = "humantime_serde")]
+    pub idle: Duration,
+    pub capacity_per_namespace: u64,
+    pub max_namespaces: u64,
+}
+
+/// Decrypt-only keys of Temporal's sample encryption codecs, by key id.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LegacyConfig {
+    pub keys: BTreeMap<String, LegacyKeyConfig>,
+    /// Nested compression layers undone at most.
+    pub max_depth: usize,
+}
+
+/// One legacy key: 32 bytes, as base64 (`key`) or raw/base64 in a file (`key_file`).
+#[derive(Clone, Debug, Deserialize, Serialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct LegacyKeyConfig {
+    pub key: Option<Secret>,
+    pub key_file: Option<PathBuf>,
+}
+
+/// Logging.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `pretty` or `json`.
+    pub format: LogFormat,
+    /// An `EnvFilter` directive; `RUST_LOG` wins when set.
+    pub level: String,
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// A secret string: never printed, serialized as `<redacted>`.
+#[derive(Clone, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret value.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("<redacted>")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Secret)
+    }
+}
+
+/// Port of the embedded default (the Temporal samples' codec servers use 8081 too).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8081";
+/// Name of the dev keyring and its local KEK.
+pub const DEV_KEY_NAME: &str = "dev";
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("codec-data"),
+            server: ServerConfig::default(),
+            cors: CorsConfig::default(),
+            auth: AuthConfig::default(),
+            kms: KmsConfig::default(),
+            keyrings: BTreeMap::new(),
+            namespaces: Vec::new(),
+            cache: CacheConfig::default(),
+            legacy: LegacyConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: DEFAULT_LISTEN.parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8081))),
+            path_prefix: String::new(),
+            default_namespace: None,
+            max_body_bytes: 16 << 20,
+            max_payloads: 1000,
+            max_decompressed_bytes: 64 << 20,
+            workers: None,
+        }
+    }
+}
+
+impl Default for CorsConfig {
+    fn default() -> Self {
+        CorsConfig {
+            allowed_origins: Vec::new(),
+            allow_credentials: false,
+            extra_allowed_headers: Vec::new(),
+            max_age: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl Default for EncryptCacheConfig {
+    fn default() -> Self {
+        let limits = crate::kms::encrypt_cache::EncryptLimits::default();
+        EncryptCacheConfig { max_age: limits.max_age, max_payloads: limits.max_payloads, max_bytes: limits.max_bytes }
+    }
+}
+
+impl Default for DecryptCacheConfig {
+    fn default() -> Self {
+        let s = crate::kms::decrypt_cache::DecryptCacheSettings::default();
+        DecryptCacheConfig {
+            ttl: s.ttl,
+            idle: s.idle,
+            capacity_per_namespace: s.capacity_per_namespace,
+            max_namespaces: s.max_namespaces,
+        }
+    }
+}
+
+impl Default for LegacyConfig {
+    fn default() -> Self {
+        LegacyConfig { keys: BTreeMap::new(), max_depth: 4 }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { format: LogFormat::Pretty, level: "info".into() }
+    }
+}
+
+/// Whether the configuration came from a file or is the embedded dev default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Dev,
+    File,
+}
+
+/// Flags that override the configuration.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Config {
+    /// The embedded default: one local KEK for every namespace, auth off, loopback only, CORS for the
+    /// local Temporal dev UI.
+    pub fn dev() -> Config {
+        Config {
+            cors: CorsConfig {
+                allowed_origins: vec!["http://localhost:8233".into(), "http://127.0.0.1:8233".into()],
+                ..CorsConfig::default()
+            },
+            auth: AuthConfig { mode: Some(AuthModeConfig::Disabled), allow_unauthenticated_non_loopback: false },
+            keyrings: BTreeMap::from([(
+                DEV_KEY_NAME.to_owned(),
+                KeyringConfig { primary: vec![format!("local://{DEV_KEY_NAME}")], decrypt_only: vec![] },
+            )]),
+            namespaces: vec![NamespaceRule {
+                pattern: "*".into(),
+                keyring: DEV_KEY_NAME.into(),
+                compress: false,
+                decode_failure: DecodeFailure::Reject,
+            }],
+            ..Config::default()
+        }
+    }
+
+    /// Loads the layers, applies overrides and validates.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> anyhow::Result<(Config, Mode)> {
+        let (base, mode) = match file {
+            Some(_) => (Config::default(), Mode::File),
+            None => (Config::dev(), Mode::Dev),
+        };
+        let mut figment = Figment::from(Serialized::defaults(base));
+        if let Some(path) = file {
+            if !path.is_file() {
+                bail!(
+                    "config file {} does not exist; pass an existing file with --config or CODEC_CONFIG",
+                    path.display()
+                );
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        figment = figment
+            .merge(Env::prefixed("CODEC_").split("__").filter(|k| k != "config" && !k.as_str().ends_with("_file")));
+        for (key, value) in env_file_values()? {
+            figment = figment.merge(Serialized::global(&key, value));
+        }
+        let mut config: Config = figment.extract().map_err(|e| anyhow::anyhow!(describe_figment_error(e)))?;
+        if let Some(listen) = overrides.listen {
+            config.server.listen = listen;
+        }
+        if let Some(dir) = &overrides.data_dir {
+            config.data_dir = dir.clone();
+        }
+        config.validate()?;
+        Ok((config, mode))
+    }
+
+    /// Checks everything that can be checked without touching a KMS.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let s = &self.server;
+        if s.max_body_bytes < 1024 {
+            bail!("server.max_body_bytes must be at least 1024");
+        }
+        if s.max_payloads == 0 {
+            bail!("server.max_payloads must be at least 1");
+        }
+        if let Some(ns) = &s.default_namespace
+            && Namespace::parse(ns).is_none()
+        {
+            bail!("server.default_namespace `{ns}` is not a valid namespace name (letters, digits, '.', '_', '-')");
+        }
+        if !s.path_prefix.is_empty() && !s.path_prefix.starts_with('/') {
+            bail!("server.path_prefix must start with '/', e.g. \"/codec\"");
+        }
+        self.validate_auth()?;
+        self.validate_cors()?;
+        self.validate_keys()?;
+        let e = &self.cache.encrypt;
+        if e.max_payloads == 0 || e.max_age.is_zero() {
+            bail!("cache.encrypt.max_payloads and cache.encrypt.max_age must be greater than zero");
+        }
+        if e.max_bytes < s.max_body_bytes as u64 {
+            bail!(
+                "cache.encrypt.max_bytes ({}) must be at least server.max_body_bytes ({}) so any payload fits one data key",
+                e.max_bytes,
+                s.max_body_bytes
+            );
+        }
+        let d = &self.cache.decrypt;
+        if d.capacity_per_namespace == 0 || d.max_namespaces == 0 || d.ttl.is_zero() || d.idle.is_zero() {
+            bail!("cache.decrypt settings must all be greater than zero");
+        }
+        Ok(())
+    }
+
+    fn validate_auth(&self) -> anyhow::Result<()> {
+        match self.auth.mode {
+            None => bail!(
+                "auth.mode is required; set auth.mode = \"disabled\" to run without authentication (loopback only)"
+            ),
+            Some(AuthModeConfig::Disabled) => {
+                if !self.server.listen.ip().is_loopback() && !self.auth.allow_unauthenticated_non_loopback {
+                    bail!(
+                        "auth is disabled, so the server only listens on loopback; {} is not. Listen on 127.0.0.1, or set auth.allow_unauthenticated_non_loopback = true if something in front authenticates",
+                        self.server.listen
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_cors(&self) -> anyhow::Result<()> {
+        for origin in &self.cors.allowed_origins {
+            let o = origin.trim_end_matches('/');
+            if o == "*" {
+                bail!("cors.allowed_origins: \"*\" is not allowed; list the Web UI origins exactly");
+            }
+            let Some((scheme, host)) = o.split_once("://") else {
+                bail!("cors.allowed_origins: `{origin}` must look like https://temporal.example.com");
+            };
+            if !matches!(scheme, "http" | "https") || host.is_empty() || host.contains('/') {
+                bail!("cors.allowed_origins: `{origin}` must be scheme://host[:port] with no path");
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_keys(&self) -> anyhow::Result<()> {
+        for (name, ring) in &self.keyrings {
+            if ring.primary.is_empty() || ring.primary.len() > crate::codec::envelope::MAX_EDKS {
+                bail!("keyrings.{name}.primary must list 1 to 4 KEK URIs (every new data key is wrapped by each)");
+            }
+            for uri in ring.primary.iter().chain(&ring.decrypt_only) {
+                let kek = KekUri::parse(uri).with_context(|| format!("keyrings.{name}"))?;
+                if kek.provider() != crate::kms::Provider::Local {
+                    bail!(
+                        "keyrings.{name}: {} backends are not available in this build yet; use local://<name>",
+                        kek.provider()
+                    );
+                }
+            }
+        }
+        if self.namespaces.is_empty() {
+            bail!("no [[namespaces]] rules: add one, e.g. match = \"*\" and keyring = \"<name>\"");
+        }
+        for (i, rule) in self.namespaces.iter().enumerate() {
+            if !self.keyrings.contains_key(&rule.keyring) {
+                bail!("namespaces[{i}] uses keyring `{}`, which is not defined under [keyrings]", rule.keyring);
+            }
+            let ok = !rule.pattern.is_empty()
+                && rule.pattern.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-*?".contains(&b));
+            if !ok {
+                bail!("namespaces[{i}].match `{}` must be a namespace name or a glob with * and ?", rule.pattern);
+            }
+        }
+        for (id, key) in &self.legacy.keys {
+            if key.key.is_some() == key.key_file.is_some() {
+                bail!("legacy.keys.{id}: set exactly one of `key` (base64) or `key_file`");
+            }
+        }
+        Ok(())
+    }
+
+    /// The directory of local key files.
+    pub fn local_key_dir(&self) -> PathBuf {
+        self.kms.local.key_dir.clone().unwrap_or_else(|| self.data_dir.join("keys"))
+    }
+
+    /// The configuration as TOML with secrets redacted (`check-config`).
+    pub fn to_redacted_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}"))
+    }
+}
+
+/// `CODEC_A__B_FILE=/path` sets `a.b` to the file's contents (trailing newline removed), for secrets
+/// mounted as files.
+fn env_file_values() -> anyhow::Result<Vec<(String, String)>> {
+    let mut values = Vec::new();
+    for (name, path) in std::env::vars() {
+        let Some(rest) = name.strip_prefix("CODEC_") else { continue };
+        let Some(key) = rest.strip_suffix("_FILE") else { continue };
+        let text = std::fs::read_to_string(&path).with_context(|| format!("{name}: cannot read {path}"))?;
+        values.push((key.to_ascii_lowercase().replace("__", "."), text.trim_end_matches(['\n', '\r']).to_owned()));
+    }
+    Ok(values)
+}
+
+fn describe_figment_error(e: figment::Error) -> String {
+    let mut lines = Vec::new();
+    for error in e {
+        let path = error.path.join(".");
+        let source = error.metadata.as_ref().map(|m| m.name.to_string()).unwrap_or_default();
+        let at = if path.is_empty() { String::new() } else { format!(" at `{path}`") };
+        lines.push(format!("invalid configuration{at} ({source}): {}", error.kind));
+    }
+    lines.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_default_is_valid_and_loopback() {
+        let config = Config::dev();
+        config.validate().unwrap();
+        assert!(config.server.listen.ip().is_loopback());
+    }
+
+    #[test]
+    fn validation_messages_say_how_to_fix() {
+        let mut c = Config::dev();
+        c.server.listen = "0.0.0.0:8081".parse().unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("127.0.0.1"));
+        let mut c = Config::dev();
+        c.namespaces[0].keyring = "nope".into();
+        assert!(c.validate().unwrap_err().to_string().contains("not defined under [keyrings]"));
+        let mut c = Config::dev();
+        c.cors.allowed_origins = vec!["*".into()];
+        assert!(c.validate().is_err());
+        let mut c = Config::dev();
+        c.keyrings.get_mut("dev").unwrap().primary = vec!["s3://x".into()];
+        assert!(format!("{:#}", c.validate().unwrap_err()).contains("invalid KEK URI"));
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        let mut c = Config::dev();
+        c.legacy.keys.insert("k".into(), LegacyKeyConfig { key: Some(Secret("c2VjcmV0".into())), key_file: None });
+        let text = c.to_redacted_toml();
+        assert!(text.contains("<redacted>") && !text.contains("c2VjcmV0"));
+        assert!(!format!("{c:?}").contains("c2VjcmV0"));
+    }
+}

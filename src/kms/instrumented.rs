@@ -1,0 +1,118 @@
+//! Counts every KMS call by provider and operation (calls, errors, latency), for `/metrics` and for
+//! tests that must show exactly how many KMS calls a request made.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use async_trait::async_trait;
+
+use super::{DataKey, KekUri, KmsBackend, KmsContext, KmsError, Provider, WrappedKey};
+
+/// The KMS operations we count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KmsOp {
+    GenerateDataKey = 0,
+    Wrap = 1,
+    Unwrap = 2,
+}
+
+const PROVIDERS: usize = 4;
+const OPS: usize = 3;
+
+#[derive(Default)]
+struct Cell {
+    calls: AtomicU64,
+    errors: AtomicU64,
+    micros: AtomicU64,
+}
+
+/// Call counters shared by every instrumented backend of one server.
+#[derive(Default)]
+pub struct KmsStats {
+    cells: [[Cell; OPS]; PROVIDERS],
+}
+
+/// A snapshot of one counter cell.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CallCounts {
+    pub calls: u64,
+    pub errors: u64,
+    pub total_micros: u64,
+}
+
+impl KmsStats {
+    fn cell(&self, provider: Provider, op: KmsOp) -> &Cell {
+        &self.cells[provider as usize][op as usize]
+    }
+
+    fn record(&self, provider: Provider, op: KmsOp, started: Instant, ok: bool) {
+        let cell = self.cell(provider, op);
+        cell.calls.fetch_add(1, Ordering::Relaxed);
+        if !ok {
+            cell.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        cell.micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    /// Counters for one provider and operation.
+    pub fn get(&self, provider: Provider, op: KmsOp) -> CallCounts {
+        let cell = self.cell(provider, op);
+        CallCounts {
+            calls: cell.calls.load(Ordering::Relaxed),
+            errors: cell.errors.load(Ordering::Relaxed),
+            total_micros: cell.micros.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Calls of every operation to every provider.
+    pub fn total_calls(&self) -> u64 {
+        self.cells.iter().flatten().map(|c| c.calls.load(Ordering::Relaxed)).sum()
+    }
+}
+
+/// A backend decorator that records every call in `KmsStats`.
+pub struct Instrumented {
+    inner: Arc<dyn KmsBackend>,
+    stats: Arc<KmsStats>,
+}
+
+impl Instrumented {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn KmsBackend>, stats: Arc<KmsStats>) -> Instrumented {
+        Instrumented { inner, stats }
+    }
+}
+
+#[async_trait]
+impl KmsBackend for Instrumented {
+    fn provider(&self) -> Provider {
+        self.inner.provider()
+    }
+
+    async fn wrap(&self, kek: &KekUri, dek: &DataKey, ctx: &KmsContext) -> Result<WrappedKey, KmsError> {
+        let started = Instant::now();
+        let result = self.inner.wrap(kek, dek, ctx).await;
+        self.stats.record(self.provider(), KmsOp::Wrap, started, result.is_ok());
+        result
+    }
+
+    async fn unwrap(&self, kek: &KekUri, wrapped: &WrappedKey, ctx: &KmsContext) -> Result<DataKey, KmsError> {
+        let started = Instant::now();
+        let result = self.inner.unwrap(kek, wrapped, ctx).await;
+        self.stats.record(self.provider(), KmsOp::Unwrap, started, result.is_ok());
+        result
+    }
+
+    async fn generate_data_key(&self, kek: &KekUri, ctx: &KmsContext) -> Result<(DataKey, WrappedKey), KmsError> {
+        let started = Instant::now();
+        let result = self.inner.generate_data_key(kek, ctx).await;
+        self.stats.record(self.provider(), KmsOp::GenerateDataKey, started, result.is_ok());
+        result
+    }
+
+    async fn health_check(&self) -> Result<(), KmsError> {
+        self.inner.health_check().await
+    }
+}

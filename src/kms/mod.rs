@@ -1,0 +1,115 @@
+//! Key-encryption keys (KEKs) held by a KMS, the data keys they wrap, and the caches in front of them.
+//!
+//! Backends never see payloads: they wrap and unwrap 32-byte data keys under a KMS context that binds
+//! the namespace. Everything upstream talks to `KmsBackend` and the keyring registry, so adding AWS,
+//! GCP or Vault means adding one file here, not touching the codec.
+
+pub mod data_key;
+pub mod decrypt_cache;
+pub mod encrypt_cache;
+pub mod instrumented;
+pub mod kek;
+pub mod keyring;
+pub mod local;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+pub use data_key::{DATA_KEY_LEN, DataKey, DropProbe};
+pub use kek::{KekUri, Provider};
+
+use crate::protocol::Namespace;
+
+/// Boxed source error, for the log only (never returned to clients).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A wrapped (encrypted) data key as the KMS returned it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WrappedKey(pub Vec<u8>);
+
+/// The context bound to every KMS call: `{"codec":"tce-v1","namespace":"<ns>"}`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct KmsContext {
+    namespace: Namespace,
+}
+
+impl KmsContext {
+    /// The context for a namespace.
+    pub fn for_namespace(namespace: &Namespace) -> KmsContext {
+        KmsContext { namespace: namespace.clone() }
+    }
+
+    /// The namespace it binds.
+    pub fn namespace(&self) -> &Namespace {
+        &self.namespace
+    }
+
+    /// Canonical JSON bytes: keys sorted, no whitespace. Used as AAD by the local backend and GCP, and
+    /// as Vault's associated data.
+    pub fn canonical_json(&self) -> String {
+        // A BTreeMap serializes with sorted keys; serde_json escapes the (already validated) name.
+        let map = std::collections::BTreeMap::from([("codec", "tce-v1"), ("namespace", self.namespace.as_str())]);
+        serde_json::to_string(&map).unwrap_or_default()
+    }
+}
+
+/// Errors from a KMS. Variants are what callers branch on: retry elsewhere, answer 503, or refuse.
+#[derive(Debug, thiserror::Error)]
+pub enum KmsError {
+    #[error("KMS refused access to {kek}")]
+    AccessDenied { kek: String },
+    #[error("KEK {kek} not found")]
+    KeyNotFound { kek: String },
+    #[error("wrapped key rejected by the KMS")]
+    InvalidCiphertext,
+    #[error("KMS unavailable")]
+    Unavailable {
+        retry_after: Duration,
+        #[source]
+        source: BoxError,
+    },
+    #[error("no backend configured for provider {0}")]
+    NoBackend(Provider),
+}
+
+impl KmsError {
+    /// Whether another KEK (or a retry later) may succeed where this one failed.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, KmsError::Unavailable { .. })
+    }
+}
+
+/// A key-encryption key held somewhere else. Implementations never see payloads.
+#[async_trait]
+pub trait KmsBackend: Send + Sync {
+    /// Which provider this backend talks to.
+    fn provider(&self) -> Provider;
+
+    /// Encrypts a data key under `kek`, bound to `ctx`.
+    async fn wrap(&self, kek: &KekUri, dek: &DataKey, ctx: &KmsContext) -> Result<WrappedKey, KmsError>;
+
+    /// Decrypts a wrapped data key; fails unless `ctx` is the one it was wrapped with.
+    async fn unwrap(&self, kek: &KekUri, wrapped: &WrappedKey, ctx: &KmsContext) -> Result<DataKey, KmsError>;
+
+    /// Default: make the key locally and `wrap` it; AWS and Vault use their own data-key calls.
+    async fn generate_data_key(&self, kek: &KekUri, ctx: &KmsContext) -> Result<(DataKey, WrappedKey), KmsError> {
+        let dek = DataKey::random();
+        let wrapped = self.wrap(kek, &dek, ctx).await?;
+        Ok((dek, wrapped))
+    }
+
+    /// Whether the KMS is reachable and the configured keys usable.
+    async fn health_check(&self) -> Result<(), KmsError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn context_json_is_canonical() {
+        let ns = Namespace::parse("payments").unwrap();
+        assert_eq!(KmsContext::for_namespace(&ns).canonical_json(), r#"{"codec":"tce-v1","namespace":"payments"}"#);
+    }
+}

@@ -1,0 +1,39 @@
+//! Suffix routing for every codec path: `…/encode`, `…/decode`, `…/download` (DESIGN §3).
+
+use actix_web::http::Method;
+use actix_web::http::header::ALLOW;
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use super::{decode, encode};
+use crate::error::ApiError;
+use crate::protocol::{CodecOp, CodecPath, CodecRequest};
+use crate::state::AppState;
+
+/// Finds the operation from the path and runs it; everything that is not a codec path is 404.
+/// CORS preflights never reach here: the CORS middleware answers them.
+pub async fn dispatch(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let path = CodecPath::parse(req.path(), &state.protocol.path_prefix).ok_or(ApiError::NotFound)?;
+    match *req.method() {
+        Method::POST => {}
+        Method::OPTIONS => return Ok(HttpResponse::NoContent().insert_header((ALLOW, "POST, OPTIONS")).finish()),
+        _ => return Err(ApiError::MethodNotAllowed),
+    }
+    if path.op == CodecOp::Download {
+        return Err(ApiError::DownloadUnsupported);
+    }
+    let request = CodecRequest::read(&req, &path, body, &state.protocol).await?;
+    match request.op {
+        CodecOp::Encode => encode::encode(&req, request, &state).await,
+        CodecOp::Decode | CodecOp::Download => decode::decode(&req, request, &state).await,
+    }
+}
+
+/// A JSON response with the Payloads body.
+pub fn payloads_response(payloads: Vec<crate::protocol::Payload>) -> HttpResponse {
+    let body = crate::protocol::Payloads { payloads }.to_json();
+    HttpResponse::Ok().content_type("application/json").body(body)
+}

@@ -1,0 +1,19 @@
+//! HTTP routes. Start here to follow a request: `codec` finds the operation from the path suffix and
+//! hands a validated `CodecRequest` to `encode` or `decode`.
+
+pub mod codec;
+pub mod decode;
+pub mod encode;
+pub mod health;
+
+use actix_web::web;
+
+/// Registers every route.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/healthz")
+            .route(web::get().to(health::healthz))
+            .default_service(web::to(health::method_not_allowed)),
+    )
+    .default_service(web::to(codec::dispatch));
+}

@@ -1,0 +1,81 @@
+//! Builds and runs the HTTP server: listener, CORS, routes, shared state.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_cors::Cors;
+use actix_web::dev::Server;
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Config, CorsConfig, Mode};
+use crate::state::AppState;
+
+/// Request headers the Web UI and CLI send; always allowed.
+pub const BASE_ALLOWED_HEADERS: [&str; 4] = ["content-type", "x-namespace", "authorization", "authorization-extras"];
+
+/// A bound, not yet running server.
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: web::Data<AppState>,
+}
+
+impl Application {
+    /// Binds the listener and builds the state with the system clock.
+    pub fn build(config: &Config, mode: Mode) -> anyhow::Result<Application> {
+        Application::build_with_clock(config, mode, Arc::new(SystemClock))
+    }
+
+    /// Binds the listener (port 0 picks a free port) and builds the state with `clock`.
+    pub fn build_with_clock(config: &Config, mode: Mode, clock: Arc<dyn Clock>) -> anyhow::Result<Application> {
+        let state = web::Data::new(AppState::build(config, mode, clock)?);
+        let listener = TcpListener::bind(config.server.listen)
+            .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+        let port = listener.local_addr()?.port();
+        let cors = config.cors.clone();
+        let app_state = state.clone();
+        let mut server = HttpServer::new(move || {
+            App::new().wrap(cors_middleware(&cors)).app_data(app_state.clone()).configure(crate::routes::configure)
+        })
+        .listen(listener)?;
+        if let Some(workers) = config.server.workers {
+            server = server.workers(workers);
+        }
+        Ok(Application { port, server: server.run(), state })
+    }
+
+    /// The port actually bound.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Shared state (tests read KMS counters and caches through it).
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
+    /// Serves until the server is stopped (SIGINT/SIGTERM stop it gracefully).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// CORS per DESIGN §3: exact origins echoed with `Vary: Origin`, the UI's headers allowed, headers on
+/// error responses too (the middleware wraps every response, errors included).
+pub fn cors_middleware(config: &CorsConfig) -> Cors {
+    let mut headers: Vec<String> = BASE_ALLOWED_HEADERS.iter().map(|h| (*h).to_owned()).collect();
+    headers.extend(config.extra_allowed_headers.iter().map(|h| h.to_ascii_lowercase()));
+    let mut cors = Cors::default()
+        .allowed_methods(["POST", "GET", "OPTIONS"])
+        .allowed_headers(headers)
+        .max_age(usize::try_from(config.max_age.as_secs()).unwrap_or(usize::MAX));
+    for origin in &config.allowed_origins {
+        cors = cors.allowed_origin(origin.trim_end_matches('/'));
+    }
+    if config.allow_credentials {
+        cors = cors.supports_credentials();
+    }
+    cors
+}

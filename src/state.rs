@@ -1,0 +1,159 @@
+//! Everything a request needs, built once from the configuration and passed explicitly (no globals).
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use anyhow::Context;
+use zeroize::Zeroizing;
+
+use crate::auth::{AuthMode, Authorizer};
+use crate::clock::Clock;
+use crate::codec::Codec;
+use crate::codec::legacy::LegacyKeys;
+use crate::config::{AuthModeConfig, Config, Mode};
+use crate::kms::decrypt_cache::{DecryptCache, DecryptCacheSettings};
+use crate::kms::encrypt_cache::{EncryptCache, EncryptLimits};
+use crate::kms::instrumented::{Instrumented, KmsStats};
+use crate::kms::keyring::{Kek, Keyring, KeyringRegistry, NamespaceKeys};
+use crate::kms::local::{self, LocalBackend};
+use crate::kms::{DataKey, KekUri, KmsBackend, Provider};
+use crate::protocol::Namespace;
+use crate::protocol::request::{Limits, ProtocolSettings};
+
+/// Shared, read-only state of a running server.
+pub struct AppState {
+    pub protocol: ProtocolSettings,
+    pub authorizer: Authorizer,
+    pub codec: Codec,
+    pub kms_stats: Arc<KmsStats>,
+}
+
+impl AppState {
+    /// Builds the state: loads keys, wires backends into keyrings and caches.
+    pub fn build(config: &Config, mode: Mode, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
+        let kms_stats = Arc::new(KmsStats::default());
+        let backends = build_backends(config, mode, &kms_stats)?;
+        let registry = build_registry(config, &backends)?;
+        let encrypt = &config.cache.encrypt;
+        let encrypt_cache = EncryptCache::new(
+            EncryptLimits {
+                max_age: encrypt.max_age,
+                max_payloads: encrypt.max_payloads,
+                max_bytes: encrypt.max_bytes,
+            },
+            clock,
+        );
+        let d = &config.cache.decrypt;
+        let decrypt_cache = DecryptCache::new(DecryptCacheSettings {
+            ttl: d.ttl,
+            idle: d.idle,
+            capacity_per_namespace: d.capacity_per_namespace,
+            max_namespaces: d.max_namespaces,
+        });
+        let legacy = build_legacy(config)?;
+        let codec = Codec::new(registry, encrypt_cache, decrypt_cache, legacy, config.server.max_decompressed_bytes);
+        let protocol = ProtocolSettings {
+            path_prefix: config.server.path_prefix.clone(),
+            default_namespace: config.server.default_namespace.as_deref().and_then(Namespace::parse),
+            limits: Limits { max_body_bytes: config.server.max_body_bytes, max_payloads: config.server.max_payloads },
+        };
+        let authorizer = Authorizer::new(match config.auth.mode {
+            Some(AuthModeConfig::Disabled) | None => AuthMode::Disabled,
+        });
+        Ok(AppState { protocol, authorizer, codec, kms_stats })
+    }
+}
+
+fn build_backends(
+    config: &Config,
+    mode: Mode,
+    stats: &Arc<KmsStats>,
+) -> anyhow::Result<HashMap<Provider, Arc<dyn KmsBackend>>> {
+    let mut local_names = BTreeSet::new();
+    for ring in config.keyrings.values() {
+        for uri in ring.primary.iter().chain(&ring.decrypt_only) {
+            let kek = KekUri::parse(uri)?;
+            if kek.provider() == Provider::Local {
+                local_names.insert(kek.key_part().to_owned());
+            }
+        }
+    }
+    let mut backends: HashMap<Provider, Arc<dyn KmsBackend>> = HashMap::new();
+    if !local_names.is_empty() {
+        let dir = config.local_key_dir();
+        for name in &local_names {
+            let path = local::key_path(&dir, name);
+            if !path.exists() {
+                if mode == Mode::Dev {
+                    local::write_new_key(&dir, name)?;
+                    tracing::warn!(path = %path.display(), "Generated a new local KEK for dev mode.");
+                } else {
+                    anyhow::bail!(
+                        "local KEK file {} is missing; create it with `codec-server keygen --name {name} --dir {}`",
+                        path.display(),
+                        dir.display()
+                    );
+                }
+            }
+        }
+        let names: Vec<String> = local_names.into_iter().collect();
+        let backend = LocalBackend::load(&dir, &names)?;
+        backends.insert(Provider::Local, Arc::new(Instrumented::new(Arc::new(backend), stats.clone())));
+    }
+    Ok(backends)
+}
+
+fn build_registry(
+    config: &Config,
+    backends: &HashMap<Provider, Arc<dyn KmsBackend>>,
+) -> anyhow::Result<KeyringRegistry> {
+    let kek = |uri: &String| -> anyhow::Result<Kek> {
+        let uri = KekUri::parse(uri)?;
+        let backend = backends
+            .get(&uri.provider())
+            .cloned()
+            .with_context(|| format!("no {} backend configured for {uri}", uri.provider()))?;
+        Ok(Kek { uri, backend })
+    };
+    let mut keyrings = HashMap::new();
+    for (name, ring) in &config.keyrings {
+        let keyring = Keyring {
+            name: name.clone(),
+            primary: ring.primary.iter().map(kek).collect::<anyhow::Result<_>>()?,
+            decrypt_only: ring.decrypt_only.iter().map(kek).collect::<anyhow::Result<_>>()?,
+        };
+        keyrings.insert(name.clone(), Arc::new(keyring));
+    }
+    let mut registry = KeyringRegistry::default();
+    for rule in &config.namespaces {
+        let keyring =
+            keyrings.get(&rule.keyring).cloned().with_context(|| format!("unknown keyring {}", rule.keyring))?;
+        let keys = NamespaceKeys { keyring, compress: rule.compress, decode_failure: rule.decode_failure };
+        registry.add_rule(&rule.pattern, Arc::new(keys));
+    }
+    Ok(registry)
+}
+
+fn build_legacy(config: &Config) -> anyhow::Result<LegacyKeys> {
+    let mut keys = HashMap::new();
+    for (id, key) in &config.legacy.keys {
+        let text = match (&key.key, &key.key_file) {
+            (Some(secret), _) => Zeroizing::new(secret.expose().to_owned()),
+            (None, Some(path)) => Zeroizing::new(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("legacy.keys.{id}: cannot read {}", path.display()))?,
+            ),
+            (None, None) => anyhow::bail!("legacy.keys.{id}: set `key` or `key_file`"),
+        };
+        let trimmed = text.trim();
+        // The samples use a 32-character ASCII key; accept that as-is, or 32 bytes as base64.
+        let bytes = match trimmed.len() {
+            32 => Zeroizing::new(trimmed.as_bytes().to_vec()),
+            _ => Zeroizing::new(crate::protocol::base64_lenient::decode(trimmed).unwrap_or_default()),
+        };
+        let dek = DataKey::from_slice(&bytes)
+            .with_context(|| format!("legacy.keys.{id}: must be 32 bytes (32 ASCII characters, or base64)"))?;
+        keys.insert(id.clone(), dek);
+    }
+    Ok(LegacyKeys::new(keys, config.legacy.max_depth, config.server.max_decompressed_bytes))
+}
