@@ -83,6 +83,9 @@ impl Cli {
                 let (config, mode) = Config::load(self.config.as_deref(), &overrides)?;
                 if mode == Mode::Dev {
                     println!("# no config file: this is the embedded dev default");
+                } else {
+                    // Also load every key file, so a missing or malformed KEK is found before deploying.
+                    AppState::build(&config, mode, Arc::new(SystemClock))?;
                 }
                 print!("{}", config.to_redacted_toml());
                 Ok(())

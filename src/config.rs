@@ -350,8 +350,11 @@ impl Config {
             }
             figment = figment.merge(Toml::file(path));
         }
-        figment = figment
-            .merge(Env::prefixed("CODEC_").split("__").filter(|k| k != "config" && !k.as_str().ends_with("_file")));
+        figment = figment.merge(
+            Env::prefixed("CODEC_")
+                .split("__")
+                .filter(|k| k != "config" && !k.as_str().to_ascii_lowercase().ends_with("_file")),
+        );
         for (key, value) in env_file_values()? {
             figment = figment.merge(Serialized::global(&key, value));
         }
