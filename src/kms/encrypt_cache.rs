@@ -45,17 +45,22 @@ impl CurrentDek {
         if now.saturating_duration_since(self.created) >= limits.max_age {
             return false;
         }
+        let payload_ok = self
+            .payloads
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| (p < limits.max_payloads).then_some(p + 1))
+            .is_ok();
+        if !payload_ok {
+            return false;
+        }
         let bytes_ok = self
             .bytes
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| {
-                b.checked_add(len).filter(|n| *n <= limits.max_bytes)
-            })
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| b.checked_add(len).filter(|n| *n <= limits.max_bytes))
             .is_ok();
+        if !bytes_ok {
+            // Give the payload slot back: the counters record only what was really sealed.
+            self.payloads.fetch_sub(1, Ordering::AcqRel);
+        }
         bytes_ok
-            && self
-                .payloads
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| (p < limits.max_payloads).then_some(p + 1))
-                .is_ok()
     }
 
     /// Payloads sealed (reserved) with this key so far.
@@ -162,5 +167,99 @@ impl EncryptCache {
     /// Drops every cached DEK (key rotation, tests).
     pub fn clear(&self) {
         self.slots.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::kms::keyring::Kek;
+    use crate::kms::{DropProbe, KekUri, KmsBackend, Provider, WrappedKey};
+    use async_trait::async_trait;
+
+    /// Makes keys that report their drop to a probe; counts data-key calls.
+    struct ProbeBackend {
+        probe: Arc<DropProbe>,
+        calls: AtomicU64,
+    }
+
+    #[async_trait]
+    impl KmsBackend for ProbeBackend {
+        fn provider(&self) -> Provider {
+            Provider::Local
+        }
+        async fn wrap(&self, _: &KekUri, _: &DataKey, _: &KmsContext) -> Result<WrappedKey, KmsError> {
+            Ok(WrappedKey(vec![1]))
+        }
+        async fn unwrap(&self, kek: &KekUri, _: &WrappedKey, _: &KmsContext) -> Result<DataKey, KmsError> {
+            Err(KmsError::KeyNotFound { kek: kek.to_string() })
+        }
+        async fn generate_data_key(&self, _: &KekUri, _: &KmsContext) -> Result<(DataKey, WrappedKey), KmsError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            Ok((DataKey::random().with_drop_probe(self.probe.clone()), WrappedKey(vec![1])))
+        }
+        async fn health_check(&self) -> Result<(), KmsError> {
+            Ok(())
+        }
+    }
+
+    fn setup(limits: EncryptLimits) -> (EncryptCache, Keyring, Arc<ProbeBackend>, Arc<ManualClock>) {
+        let backend = Arc::new(ProbeBackend { probe: Arc::default(), calls: AtomicU64::new(0) });
+        let keyring = Keyring {
+            name: "k".into(),
+            primary: vec![Kek { uri: KekUri::parse("local://k").unwrap(), backend: backend.clone() }],
+            decrypt_only: vec![],
+        };
+        let clock = Arc::new(ManualClock::default());
+        (EncryptCache::new(limits, clock.clone()), keyring, backend, clock)
+    }
+
+    #[tokio::test]
+    async fn replaced_keys_are_zeroized_once_no_seal_holds_them() {
+        let limits = EncryptLimits { max_payloads: 1, ..EncryptLimits::default() };
+        let (cache, keyring, backend, _) = setup(limits);
+        let ns = Namespace::parse("a").unwrap();
+        for _ in 0..3 {
+            drop(cache.lease(&ns, &keyring, 10).await.unwrap());
+        }
+        assert_eq!(backend.calls.load(Ordering::SeqCst), 3);
+        assert_eq!((backend.probe.dropped(), backend.probe.zeroized()), (2, 2), "two replaced keys");
+        cache.clear();
+        assert_eq!((backend.probe.dropped(), backend.probe.zeroized()), (3, 3));
+    }
+
+    #[tokio::test]
+    async fn concurrent_leases_on_a_cold_cache_make_one_key_and_never_pass_a_limit() {
+        let limits = EncryptLimits { max_payloads: 100, ..EncryptLimits::default() };
+        let (cache, keyring, backend, _) = setup(limits);
+        let ns = Namespace::parse("a").unwrap();
+        let leases = futures_util::future::join_all((0..1000).map(|_| cache.lease(&ns, &keyring, 1))).await;
+        assert!(leases.iter().all(Result::is_ok));
+        assert_eq!(backend.calls.load(Ordering::SeqCst), 10);
+        for lease in leases.iter().flatten() {
+            assert!(lease.payloads_used() <= 100 && lease.bytes_used() == lease.payloads_used());
+        }
+    }
+
+    #[tokio::test]
+    async fn age_is_measured_on_the_injected_clock() {
+        let (cache, keyring, backend, clock) = setup(EncryptLimits::default());
+        let ns = Namespace::parse("a").unwrap();
+        cache.lease(&ns, &keyring, 1).await.unwrap();
+        clock.advance(Duration::from_secs(299));
+        cache.lease(&ns, &keyring, 1).await.unwrap();
+        assert_eq!(backend.calls.load(Ordering::SeqCst), 1);
+        clock.advance(Duration::from_secs(1));
+        cache.lease(&ns, &keyring, 1).await.unwrap();
+        assert_eq!(backend.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_payload_larger_than_a_key_may_seal_is_refused() {
+        let limits = EncryptLimits { max_bytes: 10, ..EncryptLimits::default() };
+        let (cache, keyring, _, _) = setup(limits);
+        let ns = Namespace::parse("a").unwrap();
+        assert!(matches!(cache.lease(&ns, &keyring, 11).await, Err(LeaseError::PayloadTooLarge { len: 11 })));
     }
 }
