@@ -54,7 +54,9 @@ impl CurrentDek {
         }
         let bytes_ok = self
             .bytes
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| b.checked_add(len).filter(|n| *n <= limits.max_bytes))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| {
+                b.checked_add(len).filter(|n| *n <= limits.max_bytes)
+            })
             .is_ok();
         if !bytes_ok {
             // Give the payload slot back: the counters record only what was really sealed.

@@ -44,11 +44,6 @@ impl TestApp {
         TestApp { address, state, clock, client: reqwest::Client::new(), config, _data_dir: data_dir }
     }
 
-    /// The data directory (the dev KEK lives in `keys/`).
-    pub fn data_dir(&self) -> &std::path::Path {
-        self._data_dir.path()
-    }
-
     /// Full URL of a path.
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)

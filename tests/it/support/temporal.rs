@@ -90,15 +90,11 @@ impl TemporalDevServer {
                 Ok(()) => return server,
                 Err(NotReady::Exited(report)) => last_exit = report,
                 Err(NotReady::TimedOut(report)) => {
-                    panic!(
-                        "the temporal dev server was not ready within {READY_TIMEOUT:?}: {report}"
-                    )
+                    panic!("the temporal dev server was not ready within {READY_TIMEOUT:?}: {report}")
                 }
             }
         }
-        panic!(
-            "the temporal dev server exited at startup {START_ATTEMPTS} times; last: {last_exit}"
-        )
+        panic!("the temporal dev server exited at startup {START_ATTEMPTS} times; last: {last_exit}")
     }
 
     /// Runs the `temporal` CLI with `args` against this server and waits for it to finish.
@@ -109,9 +105,7 @@ impl TemporalDevServer {
     /// [`TemporalDevServer::cli_async`].
     pub fn cli(&self, args: &[&str]) -> Output {
         let bin = self.bin.display().to_string();
-        self.command(args)
-            .output()
-            .unwrap_or_else(|e| panic!("could not run {bin}: {e}"))
+        self.command(args).output().unwrap_or_else(|e| panic!("could not run {bin}: {e}"))
     }
 
     /// [`TemporalDevServer::cli`] on tokio's blocking pool, so the test's runtime keeps serving.
@@ -127,11 +121,7 @@ impl TemporalDevServer {
     /// The `temporal` CLI command with `args` and `--address`, to adjust (env, stdin) and run.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(&self.bin);
-        command
-            .args(args)
-            .arg("--address")
-            .arg(&self.grpc_addr)
-            .stdin(Stdio::null());
+        command.args(args).arg("--address").arg(&self.grpc_addr).stdin(Stdio::null());
         clear_temporal_env(&mut command);
         // A path that does not exist, so ~/.config/temporalio/temporal.toml is not read.
         command.env("TEMPORAL_CONFIG_FILE", self.dir.join("no-cli-config.toml"));
@@ -146,14 +136,10 @@ impl TemporalDevServer {
     /// Launches one server process on fresh ports, without waiting for it.
     fn spawn(bin: &Path, options: &DevServerOptions) -> TemporalDevServer {
         let [grpc_port, http_port, metrics_port, ui_port] = free_loopback_ports();
-        let dir =
-            std::env::temp_dir().join(format!("temporal-dev-{}-{grpc_port}", std::process::id()));
-        fs::create_dir_all(&dir)
-            .unwrap_or_else(|e| panic!("could not create {}: {e}", dir.display()));
+        let dir = std::env::temp_dir().join(format!("temporal-dev-{}-{grpc_port}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("could not create {}: {e}", dir.display()));
         let log = File::create(dir.join("server.log")).expect("create the dev server log file");
-        let log_for_stdout = log
-            .try_clone()
-            .expect("clone the dev server log file handle");
+        let log_for_stdout = log.try_clone().expect("clone the dev server log file handle");
 
         let mut command = Command::new(bin);
         command.args(["server", "start-dev", "--ip", "127.0.0.1"]);
@@ -182,9 +168,7 @@ impl TemporalDevServer {
             .stderr(log)
             // Its own process group, so that drop can kill everything it started.
             .process_group(0);
-        let child = command
-            .spawn()
-            .unwrap_or_else(|e| panic!("could not start {}: {e}", bin.display()));
+        let child = command.spawn().unwrap_or_else(|e| panic!("could not start {}: {e}", bin.display()));
 
         TemporalDevServer {
             grpc_addr: format!("127.0.0.1:{grpc_port}"),
@@ -199,20 +183,12 @@ impl TemporalDevServer {
     /// Polls `operator cluster health` and then `operator namespace describe` for every namespace
     /// the tests may use, until all succeed, the process exits, or [`READY_TIMEOUT`] passes.
     async fn wait_ready(&mut self, options: &DevServerOptions) -> Result<(), NotReady> {
-        let namespaces: Vec<&str> = std::iter::once("default")
-            .chain(options.namespaces.iter().map(String::as_str))
-            .collect();
+        let namespaces: Vec<&str> =
+            std::iter::once("default").chain(options.namespaces.iter().map(String::as_str)).collect();
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            if let Some(status) = self
-                .child
-                .try_wait()
-                .expect("query the temporal dev server process")
-            {
-                return Err(NotReady::Exited(format!(
-                    "{status}; its log:\n{}",
-                    self.log_tail()
-                )));
+            if let Some(status) = self.child.try_wait().expect("query the temporal dev server process") {
+                return Err(NotReady::Exited(format!("{status}; its log:\n{}", self.log_tail())));
             }
             let Err(failure) = self.check_ready(&namespaces).await else {
                 return Ok(());
@@ -230,9 +206,7 @@ impl TemporalDevServer {
 
     /// One readiness check: the frontend says SERVING and every namespace is registered.
     async fn check_ready(&self, namespaces: &[&str]) -> Result<(), String> {
-        let health = self
-            .cli_async(&["operator", "cluster", "health", "--command-timeout", "5s"])
-            .await;
+        let health = self.cli_async(&["operator", "cluster", "health", "--command-timeout", "5s"]).await;
         let stdout = String::from_utf8_lossy(&health.stdout);
         if !health.status.success() || !stdout.contains("SERVING") {
             return Err(format!(
@@ -242,21 +216,10 @@ impl TemporalDevServer {
             ));
         }
         for namespace in namespaces {
-            let args = [
-                "operator",
-                "namespace",
-                "describe",
-                "--namespace",
-                namespace,
-                "--command-timeout",
-                "5s",
-            ];
+            let args = ["operator", "namespace", "describe", "--namespace", namespace, "--command-timeout", "5s"];
             let describe = self.cli_async(&args).await;
             if !describe.status.success() {
-                return Err(format!(
-                    "namespace {namespace}: {}",
-                    String::from_utf8_lossy(&describe.stderr).trim()
-                ));
+                return Err(format!("namespace {namespace}: {}", String::from_utf8_lossy(&describe.stderr).trim()));
             }
         }
         Ok(())
@@ -308,10 +271,7 @@ impl Drop for TemporalDevServer {
 fn temporal_bin() -> PathBuf {
     let path = std::env::var_os("TEMPORAL_BIN")
         .filter(|value| !value.is_empty())
-        .map_or_else(
-            || Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/temporal"),
-            PathBuf::from,
-        );
+        .map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/temporal"), PathBuf::from);
     assert!(
         path.is_file(),
         "the temporal CLI is not at {} (from TEMPORAL_BIN, or <repo>/.venv/bin/temporal). \
@@ -335,13 +295,7 @@ fn clear_temporal_env(command: &mut Command) {
 /// `N` distinct loopback ports that were free a moment ago (bound to port 0 together, then
 /// released).
 fn free_loopback_ports<const N: usize>() -> [u16; N] {
-    let listeners: Vec<TcpListener> = (0..N)
-        .map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind a free loopback port"))
-        .collect();
-    std::array::from_fn(|i| {
-        listeners[i]
-            .local_addr()
-            .expect("read the port of a bound listener")
-            .port()
-    })
+    let listeners: Vec<TcpListener> =
+        (0..N).map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind a free loopback port")).collect();
+    std::array::from_fn(|i| listeners[i].local_addr().expect("read the port of a bound listener").port())
 }
