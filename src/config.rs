@@ -50,7 +50,7 @@ pub struct ServerConfig {
     pub default_namespace: Option<String>,
     pub max_body_bytes: usize,
     pub max_payloads: usize,
-    /// Bound on any one decompressed payload (zstd envelopes, legacy zlib/gzip/snappy layers).
+    /// Bound on all decompression in one decode request (zstd envelopes, legacy zlib/gzip/snappy layers).
     pub max_decompressed_bytes: usize,
     /// HTTP worker threads; default: one per core.
     pub workers: Option<usize>,
@@ -163,12 +163,16 @@ pub struct LegacyConfig {
     pub max_depth: usize,
 }
 
-/// One legacy key: 32 bytes, as base64 (`key`) or raw/base64 in a file (`key_file`).
+/// One legacy key: 32 ASCII characters (as the samples use) or base64 of 32 bytes, inline (`key`) or in a
+/// file (`key_file`).
 #[derive(Clone, Debug, Deserialize, Serialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct LegacyKeyConfig {
     pub key: Option<Secret>,
     pub key_file: Option<PathBuf>,
+    /// Namespaces (names or globs) whose payloads this key may open. Required: the sample format binds
+    /// no namespace, so without this list a key would open its payloads in every namespace.
+    pub namespaces: Vec<String>,
 }
 
 /// Logging.
@@ -470,7 +474,14 @@ impl Config {
         }
         for (id, key) in &self.legacy.keys {
             if key.key.is_some() == key.key_file.is_some() {
-                bail!("legacy.keys.{id}: set exactly one of `key` (base64) or `key_file`");
+                bail!(
+                    "legacy.keys.{id}: set exactly one of `key` or `key_file` (32 ASCII characters or base64 of 32 bytes)"
+                );
+            }
+            if key.namespaces.is_empty() {
+                bail!(
+                    "legacy.keys.{id}.namespaces is required: list the namespaces (names or globs) whose payloads this key may open"
+                );
             }
         }
         Ok(())
@@ -541,7 +552,10 @@ mod tests {
     #[test]
     fn secrets_are_redacted() {
         let mut c = Config::dev();
-        c.legacy.keys.insert("k".into(), LegacyKeyConfig { key: Some(Secret("c2VjcmV0".into())), key_file: None });
+        c.legacy.keys.insert(
+            "k".into(),
+            LegacyKeyConfig { key: Some(Secret("c2VjcmV0".into())), key_file: None, namespaces: vec!["*".into()] },
+        );
         let text = c.to_redacted_toml();
         assert!(text.contains("<redacted>") && !text.contains("c2VjcmV0"));
         assert!(!format!("{c:?}").contains("c2VjcmV0"));

@@ -9,7 +9,7 @@ use zeroize::Zeroizing;
 use crate::auth::{AuthMode, Authorizer};
 use crate::clock::Clock;
 use crate::codec::Codec;
-use crate::codec::legacy::LegacyKeys;
+use crate::codec::legacy::{LegacyKey, LegacyKeys};
 use crate::config::{AuthModeConfig, Config, Mode};
 use crate::kms::decrypt_cache::{DecryptCache, DecryptCacheSettings};
 use crate::kms::encrypt_cache::{EncryptCache, EncryptLimits};
@@ -152,8 +152,8 @@ fn build_legacy(config: &Config) -> anyhow::Result<LegacyKeys> {
             _ => Zeroizing::new(crate::protocol::base64_lenient::decode(trimmed).unwrap_or_default()),
         };
         let dek = DataKey::from_slice(&bytes)
-            .with_context(|| format!("legacy.keys.{id}: must be 32 bytes (32 ASCII characters, or base64)"))?;
-        keys.insert(id.clone(), dek);
+            .with_context(|| format!("legacy.keys.{id}: must be 32 ASCII characters or base64 of 32 bytes"))?;
+        keys.insert(id.clone(), LegacyKey { key: dek, namespaces: key.namespaces.clone() });
     }
-    Ok(LegacyKeys::new(keys, config.legacy.max_depth, config.server.max_decompressed_bytes))
+    Ok(LegacyKeys::new(keys, config.legacy.max_depth))
 }

@@ -73,6 +73,21 @@ pub fn decompress(kind: Compression, data: &[u8], max: usize) -> Result<Vec<u8>,
     }
 }
 
+/// Decompresses within a shared budget of output bytes and charges it. A refusal empties the budget, so
+/// a request full of bombs costs at most one budget of inflation work in total.
+pub fn decompress_within(kind: Compression, data: &[u8], budget: &mut usize) -> Result<Vec<u8>, CompressionError> {
+    match decompress(kind, data, *budget) {
+        Ok(bytes) => {
+            *budget -= bytes.len();
+            Ok(bytes)
+        }
+        Err(e) => {
+            *budget = 0;
+            Err(e)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,7 @@ use prost::Message;
 use super::aead::{self, IV_LEN, Iv};
 use super::compression::{self, Compression, CompressionError};
 use crate::kms::DataKey;
-use crate::protocol::Payload;
+use crate::protocol::{Namespace, Payload};
 
 /// Encoding written by the sample codecs.
 pub const LEGACY_ENCODING: &str = "binary/encrypted";
@@ -33,17 +33,22 @@ pub enum LegacyError {
     Compression(#[from] CompressionError),
 }
 
-/// Static keys by key id, plus the bounds for inner layers.
+/// A static key and the namespaces (names or globs) it may open payloads in.
+pub struct LegacyKey {
+    pub key: DataKey,
+    pub namespaces: Vec<String>,
+}
+
+/// Static keys by key id, plus the depth bound for inner layers.
 pub struct LegacyKeys {
-    keys: HashMap<String, DataKey>,
+    keys: HashMap<String, LegacyKey>,
     max_depth: usize,
-    max_decompressed_bytes: usize,
 }
 
 impl LegacyKeys {
-    /// Keys by id; `max_depth` bounds nested compression layers, `max_decompressed_bytes` each layer.
-    pub fn new(keys: HashMap<String, DataKey>, max_depth: usize, max_decompressed_bytes: usize) -> LegacyKeys {
-        LegacyKeys { keys, max_depth, max_decompressed_bytes }
+    /// Keys by id; `max_depth` bounds nested compression layers.
+    pub fn new(keys: HashMap<String, LegacyKey>, max_depth: usize) -> LegacyKeys {
+        LegacyKeys { keys, max_depth }
     }
 
     /// Whether any legacy key is configured.
@@ -51,15 +56,25 @@ impl LegacyKeys {
         self.keys.is_empty()
     }
 
-    /// Decodes a sample-codec payload. `Ok(None)` when it is not one, or its key id is not ours
-    /// (Temporal convention: pass it through unchanged).
-    pub fn decode(&self, payload: &Payload) -> Result<Option<Payload>, LegacyError> {
+    /// Decodes a sample-codec payload. `Ok(None)` when it is not one, or its key id is not ours or not
+    /// allowed in `namespace` (Temporal convention: pass it through unchanged). Decompression draws on
+    /// `budget` (bytes left for the whole request).
+    pub fn decode(
+        &self,
+        payload: &Payload,
+        namespace: &Namespace,
+        budget: &mut usize,
+    ) -> Result<Option<Payload>, LegacyError> {
         if payload.encoding() != Some(LEGACY_ENCODING) {
             return Ok(None);
         }
-        let Some(key) = payload.metadata_str(KEY_ID_METADATA).and_then(|id| self.keys.get(id)) else {
+        let Some(entry) = payload.metadata_str(KEY_ID_METADATA).and_then(|id| self.keys.get(id)) else {
             return Ok(None);
         };
+        if !entry.namespaces.iter().any(|p| crate::glob::matches(p, namespace.as_str())) {
+            return Ok(None);
+        }
+        let key = &entry.key;
         let data = &payload.data;
         if data.len() < IV_LEN {
             return Err(LegacyError::Decrypt);
@@ -67,11 +82,11 @@ impl LegacyKeys {
         let iv = Iv::from_slice(&data[..IV_LEN]).map_err(|_| LegacyError::Decrypt)?;
         let plain = aead::open(key.expose(), &iv, &[], &data[IV_LEN..]).map_err(|_| LegacyError::Decrypt)?;
         let inner = Payload::decode(plain.as_slice()).map_err(|_| LegacyError::NotAPayload)?;
-        self.unwrap_compression(inner).map(Some)
+        self.unwrap_compression(inner, budget).map(Some)
     }
 
     /// Undoes `binary/zlib`, `binary/snappy` and `binary/gzip` layers, at most `max_depth` of them.
-    pub fn unwrap_compression(&self, mut payload: Payload) -> Result<Payload, LegacyError> {
+    pub fn unwrap_compression(&self, mut payload: Payload, budget: &mut usize) -> Result<Payload, LegacyError> {
         for depth in 0.. {
             let kind = match payload.encoding() {
                 Some("binary/zlib") => Compression::Zlib,
@@ -82,7 +97,7 @@ impl LegacyKeys {
             if depth == self.max_depth {
                 break;
             }
-            let bytes = compression::decompress(kind, &payload.data, self.max_decompressed_bytes)?;
+            let bytes = compression::decompress_within(kind, &payload.data, budget)?;
             payload = Payload::decode(bytes.as_slice()).map_err(|_| LegacyError::NotAPayload)?;
         }
         Err(LegacyError::TooDeep { max: self.max_depth })

@@ -108,6 +108,7 @@ pub struct Codec {
     encrypt_cache: EncryptCache,
     decrypt_cache: DecryptCache,
     legacy: LegacyKeys,
+    /// Decompressed bytes one decode request may produce in total (zstd envelopes and legacy layers).
     max_decompressed_bytes: usize,
 }
 
@@ -187,8 +188,9 @@ impl Codec {
         let mut unavailable = None;
         let mut decoded = 0;
         let mut kek_refs = BTreeSet::new();
+        let mut budget = self.max_decompressed_bytes;
         for (index, payload) in payloads.into_iter().enumerate() {
-            match self.decode_one(namespace, &keys, &payload, &mut kek_refs).await {
+            match self.decode_one(namespace, &keys, &payload, &mut kek_refs, &mut budget).await {
                 Ok(Some(opened)) => {
                     decoded += 1;
                     out.push(opened);
@@ -221,10 +223,13 @@ impl Codec {
         keys: &NamespaceKeys,
         payload: &Payload,
         kek_refs: &mut BTreeSet<String>,
+        budget: &mut usize,
     ) -> Result<Option<Payload>, PayloadFailure> {
         match payload.encoding() {
-            Some(ENVELOPE_ENCODING) => self.open_envelope(namespace, keys, &payload.data, kek_refs).await.map(Some),
-            Some(legacy::LEGACY_ENCODING) => Ok(self.legacy.decode(payload)?),
+            Some(ENVELOPE_ENCODING) => {
+                self.open_envelope(namespace, keys, &payload.data, kek_refs, budget).await.map(Some)
+            }
+            Some(legacy::LEGACY_ENCODING) => Ok(self.legacy.decode(payload, namespace, budget)?),
             _ => Ok(None),
         }
     }
@@ -235,6 +240,7 @@ impl Codec {
         keys: &NamespaceKeys,
         data: &[u8],
         kek_refs: &mut BTreeSet<String>,
+        budget: &mut usize,
     ) -> Result<Payload, PayloadFailure> {
         let envelope = envelope::parse(data).map_err(PayloadFailure::Malformed)?;
         // The AAD would refuse it anyway; refusing here saves a KMS call for a payload from elsewhere.
@@ -268,7 +274,7 @@ impl Codec {
             })?;
             kek_refs.insert(edk.kek_ref.clone());
             let plaintext = match envelope.is_compressed() {
-                true => compression::decompress(Compression::Zstd, &plaintext, self.max_decompressed_bytes)?,
+                true => compression::decompress_within(Compression::Zstd, &plaintext, budget)?,
                 false => plaintext,
             };
             return Payload::decode(plaintext.as_slice()).map_err(|_| PayloadFailure::InnerPayload);

@@ -42,9 +42,9 @@ async fn spawn_with_legacy_keys(configure: impl FnOnce(&mut Config)) -> TestApp 
         let key_file = config.data_dir.join("legacy-payments-2023.key");
         std::fs::write(&key_file, format!("{}\n", STANDARD.encode(file_key()))).expect("write the legacy key file");
         let keys = [
-            (GO_KEY_ID, json!({ "key": GO_KEY_ID })),
-            (SAMPLE_KEY_ID, json!({ "key": std::str::from_utf8(SAMPLE_KEY).unwrap() })),
-            (FILE_KEY_ID, json!({ "key_file": key_file })),
+            (GO_KEY_ID, json!({ "key": GO_KEY_ID, "namespaces": ["*"] })),
+            (SAMPLE_KEY_ID, json!({ "key": std::str::from_utf8(SAMPLE_KEY).unwrap(), "namespaces": ["default"] })),
+            (FILE_KEY_ID, json!({ "key_file": key_file, "namespaces": ["default", "payments-*"] })),
         ];
         for (id, key) in keys {
             let key: LegacyKeyConfig = serde_json::from_value(key).expect("a legacy key config");
@@ -439,4 +439,15 @@ async fn a_zlib_bomb_inside_a_sample_payload_is_refused_without_inflating_it() {
         huge_before,
         "something allocated {HUGE_ALLOCATION} bytes or more at once while the server refused the bomb"
     );
+}
+
+#[tokio::test]
+async fn a_legacy_key_opens_payloads_only_in_the_namespaces_it_is_configured_for() {
+    let app = spawn_with_legacy_keys(|_| {}).await;
+    let original = card(7);
+    let sealed = legacy_payload(SAMPLE_KEY_ID, SAMPLE_KEY, [3; 12], &original.proto());
+
+    // SAMPLE_KEY_ID is configured for `default` only: elsewhere the payload stays sealed.
+    assert_eq!(app.decode("default", std::slice::from_ref(&sealed)).await, vec![original.expected()]);
+    assert_eq!(app.decode("marketing", std::slice::from_ref(&sealed)).await, vec![sealed]);
 }

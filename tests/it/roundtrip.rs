@@ -29,3 +29,29 @@ async fn payloads_from_empty_to_4_mib_round_trip_with_their_metadata() {
     let opened = app.decode("default", &sealed).await;
     assert_eq!(opened, originals);
 }
+
+#[tokio::test]
+async fn compressed_namespaces_round_trip_and_share_one_decompression_budget_per_request() {
+    let app = TestApp::spawn_with(|c| {
+        c.namespaces[0].compress = true;
+        c.server.max_decompressed_bytes = 1 << 20;
+    })
+    .await;
+    let big = |c: u8| payload(&vec![c; 600 << 10]);
+    let sealed = app.encode("default", vec![big(b'a'), big(b'b'), big(b'c')]).await;
+    for s in &sealed {
+        let env = codec_server::codec::envelope::parse(&s.data).unwrap();
+        assert!(env.is_compressed(), "a compressible payload is stored compressed");
+        assert!(s.data.len() < 64 << 10);
+    }
+    // Each payload alone fits the 1 MiB budget...
+    for (s, c) in sealed.iter().zip([b'a', b'b', b'c']) {
+        assert_eq!(app.decode("default", std::slice::from_ref(s)).await, vec![big(c)]);
+    }
+    // ...but one request may not inflate more than 1 MiB in total.
+    let response = app.post_decode("default", &sealed).await;
+    assert_eq!(response.status(), 400);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "decode-failed");
+    assert_eq!(body["error"]["indexes"], serde_json::json!([1, 2]));
+}
