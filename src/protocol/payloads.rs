@@ -52,6 +52,10 @@ impl Payloads {
     /// Parses proto3 JSON leniently: either base64 alphabet, optional padding, unknown fields ignored,
     /// `externalPayloads` kept (int64 as string or number), original proto field names accepted too.
     pub fn from_json(body: &[u8]) -> Result<Payloads, ProtocolError> {
+        // serde would also build the struct from a JSON array; proto3 JSON messages are objects only.
+        if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ProtocolError::MalformedJson("expected a JSON object".into()));
+        }
         let raw: RawPayloads =
             serde_json::from_slice(body).map_err(|e| ProtocolError::MalformedJson(json_error_summary(&e)))?;
         let payloads = raw
@@ -204,6 +208,7 @@ mod tests {
         let err = Payloads::from_json(br#"{"payloads":[{},{"data":"%%"}]}"#).unwrap_err();
         assert!(matches!(err, ProtocolError::InvalidBase64 { index: 1, ref field } if field == "data"));
         assert!(matches!(Payloads::from_json(b"{\"payloads\":[").unwrap_err(), ProtocolError::MalformedJson(_)));
+        assert!(matches!(Payloads::from_json(b" [] ").unwrap_err(), ProtocolError::MalformedJson(_)));
     }
 
     #[test]

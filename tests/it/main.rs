@@ -2,7 +2,14 @@
 
 mod caching;
 mod config_files;
+mod cors;
+mod crypto_vectors;
+mod envelope_security;
+mod errors;
 mod helpers;
+mod legacy;
+mod namespaces;
+mod protocol;
 mod roundtrip;
 mod support;
 mod temporal_cli;
