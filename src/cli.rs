@@ -85,7 +85,7 @@ impl Cli {
                     println!("# no config file: this is the embedded dev default");
                 } else {
                     // Also load every key file, so a missing or malformed KEK is found before deploying.
-                    AppState::build(&config, mode, Arc::new(SystemClock))?;
+                    AppState::build(&config, mode, Arc::new(SystemClock)).await?;
                 }
                 print!("{}", config.to_redacted_toml());
                 Ok(())
@@ -110,7 +110,7 @@ async fn serve(file: Option<&std::path::Path>, overrides: &Overrides) -> anyhow:
             "DEV MODE — NOT FOR PRODUCTION: no config file, so auth is OFF, keys are a local file, and only loopback is served. Pass --config for a real deployment."
         );
     }
-    let app = Application::build(&config, mode)?;
+    let app = Application::build(&config, mode).await?;
     tracing::info!(listen = %config.server.listen, port = app.port(), "Codec server listening.");
     app.run_until_stopped().await.context("server failed")
 }
@@ -124,7 +124,7 @@ async fn transform(
 ) -> anyhow::Result<()> {
     let (config, mode) = Config::load(file, overrides)?;
     let namespace = Namespace::parse(namespace).context("invalid namespace name")?;
-    let state = AppState::build(&config, mode, Arc::new(SystemClock))?;
+    let state = AppState::build(&config, mode, Arc::new(SystemClock)).await?;
     let mut input = Vec::new();
     std::io::stdin().read_to_end(&mut input)?;
     let payloads = Payloads::from_json(&input)?.payloads;

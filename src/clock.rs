@@ -2,11 +2,13 @@
 //! sleeping.
 
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// A source of monotonic time.
+/// A source of time: monotonic for cache limits, wall-clock seconds for token `exp`/`nbf`.
 pub trait Clock: Send + Sync {
     fn now(&self) -> Instant;
+    /// Seconds since the Unix epoch.
+    fn unix_now(&self) -> u64;
 }
 
 /// The real clock.
@@ -17,30 +19,43 @@ impl Clock for SystemClock {
     fn now(&self) -> Instant {
         Instant::now()
     }
+
+    fn unix_now(&self) -> u64 {
+        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    }
 }
 
-/// A clock that moves only when told to.
+/// A clock that moves only when told to; it starts at the real time.
 #[derive(Debug)]
 pub struct ManualClock {
-    now: Mutex<Instant>,
+    start: Instant,
+    start_unix: u64,
+    elapsed: Mutex<Duration>,
 }
 
 impl Default for ManualClock {
     fn default() -> Self {
-        ManualClock { now: Mutex::new(Instant::now()) }
+        ManualClock { start: Instant::now(), start_unix: SystemClock.unix_now(), elapsed: Mutex::default() }
     }
 }
 
 impl ManualClock {
     /// Moves time forward.
     pub fn advance(&self, by: Duration) {
-        let mut now = self.now.lock().unwrap_or_else(|e| e.into_inner());
-        *now += by;
+        *self.elapsed.lock().unwrap_or_else(|e| e.into_inner()) += by;
+    }
+
+    fn elapsed(&self) -> Duration {
+        *self.elapsed.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 impl Clock for ManualClock {
     fn now(&self) -> Instant {
-        *self.now.lock().unwrap_or_else(|e| e.into_inner())
+        self.start + self.elapsed()
+    }
+
+    fn unix_now(&self) -> u64 {
+        self.start_unix + self.elapsed().as_secs()
     }
 }

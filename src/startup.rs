@@ -24,13 +24,13 @@ pub struct Application {
 
 impl Application {
     /// Binds the listener and builds the state with the system clock.
-    pub fn build(config: &Config, mode: Mode) -> anyhow::Result<Application> {
-        Application::build_with_clock(config, mode, Arc::new(SystemClock))
+    pub async fn build(config: &Config, mode: Mode) -> anyhow::Result<Application> {
+        Application::build_with_clock(config, mode, Arc::new(SystemClock)).await
     }
 
     /// Binds the listener (port 0 picks a free port) and builds the state with `clock`.
-    pub fn build_with_clock(config: &Config, mode: Mode, clock: Arc<dyn Clock>) -> anyhow::Result<Application> {
-        let state = web::Data::new(AppState::build(config, mode, clock)?);
+    pub async fn build_with_clock(config: &Config, mode: Mode, clock: Arc<dyn Clock>) -> anyhow::Result<Application> {
+        let state = web::Data::new(AppState::build(config, mode, clock).await?);
         let listener = TcpListener::bind(config.server.listen)
             .with_context(|| format!("cannot listen on {}", config.server.listen))?;
         let port = listener.local_addr()?.port();

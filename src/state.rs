@@ -30,9 +30,9 @@ pub struct AppState {
 
 impl AppState {
     /// Builds the state: loads keys, wires backends into keyrings and caches.
-    pub fn build(config: &Config, mode: Mode, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
+    pub async fn build(config: &Config, mode: Mode, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
         let kms_stats = Arc::new(KmsStats::default());
-        let backends = build_backends(config, mode, &kms_stats)?;
+        let backends = build_backends(config, mode, &kms_stats).await?;
         let registry = build_registry(config, &backends)?;
         let encrypt = &config.cache.encrypt;
         let encrypt_cache = EncryptCache::new(
@@ -64,7 +64,7 @@ impl AppState {
     }
 }
 
-fn build_backends(
+async fn build_backends(
     config: &Config,
     mode: Mode,
     stats: &Arc<KmsStats>,

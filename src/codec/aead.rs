@@ -50,11 +50,35 @@ fn key(key: &[u8; KEY_LEN], err: AeadError) -> Result<LessSafeKey, AeadError> {
 /// Encrypts `plaintext`; returns `ciphertext || tag`.
 pub fn seal(k: &[u8; KEY_LEN], iv: &Iv, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, AeadError> {
     let mut buf = Vec::with_capacity(plaintext.len() + TAG_LEN);
-    buf.extend_from_slice(plaintext);
-    key(k, AeadError::Seal)?
-        .seal_in_place_append_tag(Nonce::assume_unique_for_key(iv.0), Aad::from(aad), &mut buf)
-        .map_err(|_| AeadError::Seal)?;
+    seal_append(k, iv, aad, plaintext, &mut buf)?;
     Ok(buf)
+}
+
+/// Encrypts `plaintext` and appends `ciphertext || tag` to `out`, without an intermediate buffer (large
+/// payloads are sealed straight into the envelope). On failure `out` is left as it was.
+pub fn seal_append(
+    k: &[u8; KEY_LEN],
+    iv: &Iv,
+    aad: &[u8],
+    plaintext: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), AeadError> {
+    let start = out.len();
+    out.extend_from_slice(plaintext);
+    let sealed = key(k, AeadError::Seal).and_then(|key| {
+        key.seal_in_place_separate_tag(Nonce::assume_unique_for_key(iv.0), Aad::from(aad), &mut out[start..])
+            .map_err(|_| AeadError::Seal)
+    });
+    match sealed {
+        Ok(tag) => {
+            out.extend_from_slice(tag.as_ref());
+            Ok(())
+        }
+        Err(e) => {
+            out.truncate(start);
+            Err(e)
+        }
+    }
 }
 
 /// Decrypts `ciphertext || tag`; any failure (including a short input) is `AeadError::Open`.

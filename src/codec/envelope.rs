@@ -31,6 +31,10 @@ pub const MAX_WRAPPED_LEN: usize = 1024;
 /// Longest namespace (u16 length field, but Temporal and we allow at most 255 bytes).
 pub const MAX_NAMESPACE_LEN: usize = 255;
 
+/// Header bytes besides the namespace and the EDKs: magic, suite, flags, message id, namespace length,
+/// EDK count, commitment, IV.
+const FIXED_HEADER_LEN: usize = 4 + 2 + 1 + MESSAGE_ID_LEN + 2 + 1 + COMMITMENT_LEN + IV_LEN;
+
 const KEY_INFO: &[u8] = b"TCE v1 key";
 const COMMIT_INFO: &[u8] = b"TCE v1 commit";
 const AAD_LABEL: &[u8] = b"TCE v1";
@@ -136,7 +140,14 @@ pub fn seal(dek: &DataKey, params: &SealParams<'_>, plaintext: &[u8]) -> Result<
     check_len("namespace", params.namespace.len(), MAX_NAMESPACE_LEN)?;
     let keys = key_schedule(dek, &params.message_id, suite)?;
 
-    let mut out = Vec::with_capacity(128 + plaintext.len() + TAG_LEN);
+    for edk in params.edks {
+        check_len("kek_ref", edk.kek_ref.len(), MAX_KEK_REF_LEN)?;
+        check_len("wrapped", edk.wrapped.len(), MAX_WRAPPED_LEN)?;
+    }
+    let edks_len: usize = params.edks.iter().map(|e| 1 + 2 + e.kek_ref.len() + 2 + e.wrapped.len()).sum();
+    let header_len = FIXED_HEADER_LEN + params.namespace.len() + edks_len;
+    // Exact size: the ciphertext is sealed in place at the end, so a large payload is never copied twice.
+    let mut out = Vec::with_capacity(header_len + plaintext.len() + TAG_LEN);
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&suite.to_be_bytes());
     out.push(params.flags);
@@ -145,8 +156,6 @@ pub fn seal(dek: &DataKey, params: &SealParams<'_>, plaintext: &[u8]) -> Result<
     out.extend_from_slice(params.namespace.as_bytes());
     out.push(params.edks.len() as u8);
     for edk in params.edks {
-        check_len("kek_ref", edk.kek_ref.len(), MAX_KEK_REF_LEN)?;
-        check_len("wrapped", edk.wrapped.len(), MAX_WRAPPED_LEN)?;
         out.push(edk.provider as u8);
         out.extend_from_slice(&(edk.kek_ref.len() as u16).to_be_bytes());
         out.extend_from_slice(edk.kek_ref.as_bytes());
@@ -155,9 +164,9 @@ pub fn seal(dek: &DataKey, params: &SealParams<'_>, plaintext: &[u8]) -> Result<
     }
     out.extend_from_slice(&keys.commitment);
     out.extend_from_slice(&params.iv.0);
-    let ciphertext = aead::seal(&keys.k_enc, &params.iv, &aad(&out, params.namespace), plaintext)
-        .map_err(|_| EnvelopeError::Seal)?;
-    out.extend_from_slice(&ciphertext);
+    debug_assert_eq!(out.len(), header_len);
+    let aad = aad(&out, params.namespace);
+    aead::seal_append(&keys.k_enc, &params.iv, &aad, plaintext, &mut out).map_err(|_| EnvelopeError::Seal)?;
     Ok(out)
 }
 

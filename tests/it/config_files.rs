@@ -62,7 +62,11 @@ fn environment_and_file_secrets_override_the_file_and_secrets_never_print() {
     assert!(codec_server(&["keygen", "--name", "dev", "--data-dir", data], &[]).status.success());
     let out = codec_server(
         &["check-config", "--config", &repo_file("config/dev.toml"), "--data-dir", data],
-        &[("CODEC_SERVER__MAX_PAYLOADS", "7"), ("CODEC_LEGACY__KEYS__K1__KEY_FILE", secret.to_str().unwrap())],
+        &[
+            ("CODEC_SERVER__MAX_PAYLOADS", "7"),
+            ("CODEC_LEGACY__KEYS__K1__KEY_FILE", secret.to_str().unwrap()),
+            ("CODEC_LEGACY__KEYS__K1__NAMESPACES", "[default]"),
+        ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);

@@ -37,7 +37,7 @@ impl TestApp {
         configure(&mut config);
         config.validate().expect("test config must be valid");
         let clock = Arc::new(ManualClock::default());
-        let app = Application::build_with_clock(&config, Mode::Dev, clock.clone()).expect("build app");
+        let app = Application::build_with_clock(&config, Mode::Dev, clock.clone()).await.expect("build app");
         let address = format!("http://127.0.0.1:{}", app.port());
         let state = app.state();
         tokio::spawn(app.run_until_stopped());
