@@ -70,6 +70,7 @@ PY
 tools_work() {
     [[ -x "$VENV/bin/temporal" ]] || { echo "missing $VENV/bin/temporal" >&2; return 1; }
     "$VENV/bin/temporal" --version >/dev/null
+    [[ -x "$VENV/bin/moto_server" ]] || { echo "missing $VENV/bin/moto_server" >&2; return 1; }
 }
 
 # A venv whose interpreter is gone (e.g. the base Python was replaced) is rebuilt.

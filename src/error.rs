@@ -57,7 +57,7 @@ impl ApiError {
                 ProtocolError::BodyRead => (S::BAD_REQUEST, "body-read-failed"),
             },
             ApiError::Auth(e) => match e {
-                AuthError::Unauthenticated => (S::UNAUTHORIZED, "unauthenticated"),
+                AuthError::Unauthenticated(_) => (S::UNAUTHORIZED, "unauthenticated"),
                 AuthError::Forbidden { .. } => (S::FORBIDDEN, "forbidden"),
             },
             ApiError::Codec(e) => match e {
@@ -107,7 +107,7 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(parts.status);
         response.insert_header((CONTENT_TYPE, HeaderValue::from_static("application/json")));
         match self {
-            ApiError::Auth(AuthError::Unauthenticated) => {
+            ApiError::Auth(AuthError::Unauthenticated(_)) => {
                 response.insert_header((WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
             }
             ApiError::MethodNotAllowed => {
@@ -125,6 +125,7 @@ impl ResponseError for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::verify::AuthFailure;
     use crate::codec::KmsErrorOrEnvelope;
     use crate::codec::envelope::EnvelopeError;
 
@@ -145,7 +146,7 @@ mod tests {
             ),
             (ProtocolError::InvalidNamespace.into(), 400, "invalid-namespace"),
             (ProtocolError::BodyRead.into(), 400, "body-read-failed"),
-            (AuthError::Unauthenticated.into(), 401, "unauthenticated"),
+            (AuthError::Unauthenticated(AuthFailure::Missing).into(), 401, "unauthenticated"),
             (AuthError::Forbidden { op: "decode", namespace: "a".into() }.into(), 403, "forbidden"),
             (CodecError::UnknownNamespace("a".into()).into(), 400, "unknown-namespace"),
             (CodecError::Unavailable { retry_after: Duration::from_secs(2) }.into(), 503, "kms-unavailable"),
@@ -166,7 +167,7 @@ mod tests {
     fn unavailable_carries_retry_after_and_no_internals() {
         let response = ApiError::from(CodecError::Unavailable { retry_after: Duration::from_secs(3) }).error_response();
         assert_eq!(response.headers().get(RETRY_AFTER).unwrap(), "3");
-        let unauth = ApiError::from(AuthError::Unauthenticated).error_response();
+        let unauth = ApiError::from(AuthError::Unauthenticated(AuthFailure::Expired)).error_response();
         assert_eq!(unauth.headers().get(WWW_AUTHENTICATE).unwrap(), "Bearer");
     }
 }

@@ -6,6 +6,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use zeroize::Zeroizing;
 
+use crate::auth::jwks::{JwksCache, JwksSettings, KeySource, static_keys};
+use crate::auth::policy::{Policies, PolicyStore};
+use crate::auth::verify::{Issuer, TokenVerifier};
 use crate::auth::{AuthMode, Authorizer};
 use crate::clock::Clock;
 use crate::codec::Codec;
@@ -16,6 +19,8 @@ use crate::kms::encrypt_cache::{EncryptCache, EncryptLimits};
 use crate::kms::instrumented::{Instrumented, KmsStats};
 use crate::kms::keyring::{Kek, Keyring, KeyringRegistry, NamespaceKeys};
 use crate::kms::local::{self, LocalBackend};
+#[cfg(any(feature = "aws-kms", feature = "gcp-kms"))]
+use crate::kms::resilient::{self, ResilienceSettings};
 use crate::kms::{DataKey, KekUri, KmsBackend, Provider};
 use crate::protocol::Namespace;
 use crate::protocol::request::{Limits, ProtocolSettings};
@@ -41,7 +46,7 @@ impl AppState {
                 max_payloads: encrypt.max_payloads,
                 max_bytes: encrypt.max_bytes,
             },
-            clock,
+            clock.clone(),
         );
         let d = &config.cache.decrypt;
         let decrypt_cache = DecryptCache::new(DecryptCacheSettings {
@@ -57,11 +62,63 @@ impl AppState {
             default_namespace: config.server.default_namespace.as_deref().and_then(Namespace::parse),
             limits: Limits { max_body_bytes: config.server.max_body_bytes, max_payloads: config.server.max_payloads },
         };
-        let authorizer = Authorizer::new(match config.auth.mode {
-            Some(AuthModeConfig::Disabled) | None => AuthMode::Disabled,
-        });
+        let authorizer = build_authorizer(config, clock)?;
         Ok(AppState { protocol, authorizer, codec, kms_stats })
     }
+}
+
+/// The authorizer for `auth.mode`; with JWT, starts the policy-file watcher.
+fn build_authorizer(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Authorizer> {
+    let auth = &config.auth;
+    if auth.mode != Some(AuthModeConfig::Jwt) {
+        return Ok(Authorizer::new(AuthMode::Disabled));
+    }
+    let mut issuers = Vec::new();
+    for (i, raw) in auth.issuers.iter().enumerate() {
+        let c = raw.resolved();
+        let keys = match &c.jwks_url {
+            Some(url) => {
+                let settings = JwksSettings {
+                    min_refresh_interval: c.jwks_min_refresh_interval,
+                    max_age: c.jwks_max_age,
+                    timeout: c.jwks_timeout,
+                    max_bytes: c.jwks_max_bytes,
+                };
+                KeySource::Remote(
+                    JwksCache::new(url.clone(), settings, clock.clone())
+                        .with_context(|| format!("auth.issuers[{i}]: HTTP client"))?,
+                )
+            }
+            None => KeySource::Static(static_keys(&c.keys).map_err(|e| anyhow::anyhow!("auth.issuers[{i}].{e}"))?),
+        };
+        let algorithms = c
+            .algorithms
+            .iter()
+            .map(|a| a.parse().map_err(|_| anyhow::anyhow!("auth.issuers[{i}]: unknown algorithm {a}")))
+            .collect::<anyhow::Result<_>>()?;
+        issuers.push(Issuer {
+            issuer: c.issuer.clone(),
+            audiences: c.audiences.clone(),
+            id_token_audiences: c.id_token_audiences.clone(),
+            algorithms,
+            email_claim: c.email_claim.clone(),
+            groups_claim: c.groups_claim.clone(),
+            leeway: c.leeway,
+            keys,
+        });
+    }
+    let policies = match &auth.policy_file {
+        Some(path) => {
+            let store = Arc::new(PolicyStore::from_file(path).map_err(|e| anyhow::anyhow!("auth.policy_file: {e}"))?);
+            store.watch(auth.policy_reload_interval);
+            store
+        }
+        None => {
+            Arc::new(PolicyStore::fixed(Policies::compile(&auth.policies).map_err(|e| anyhow::anyhow!("auth.{e}"))?))
+        }
+    };
+    let verifier = TokenVerifier::new(issuers, clock, auth.token_cache_capacity);
+    Ok(Authorizer::new(AuthMode::Jwt { verifier, policies }))
 }
 
 async fn build_backends(
@@ -100,7 +157,42 @@ async fn build_backends(
         let backend = LocalBackend::load(&dir, &names)?;
         backends.insert(Provider::Local, Arc::new(Instrumented::new(Arc::new(backend), stats.clone())));
     }
+    #[cfg(feature = "aws-kms")]
+    {
+        let keks = keks_of(config, Provider::AwsKms)?;
+        if !keks.is_empty() {
+            let aws = &config.kms.aws;
+            let backend = crate::kms::aws::AwsBackend::new(aws, &keks).await.context("[kms.aws]")?;
+            let settings = ResilienceSettings::new(aws.call_timeout, aws.max_retries);
+            backends.insert(Provider::AwsKms, resilient::remote(Arc::new(backend), stats, settings));
+        }
+    }
+    #[cfg(feature = "gcp-kms")]
+    {
+        let keks = keks_of(config, Provider::GcpKms)?;
+        if !keks.is_empty() {
+            let gcp = &config.kms.gcp;
+            let backend = crate::kms::gcp::GcpBackend::new(gcp, &keks).await.context("[kms.gcp]")?;
+            let settings = ResilienceSettings::new(gcp.call_timeout, gcp.max_retries);
+            backends.insert(Provider::GcpKms, resilient::remote(Arc::new(backend), stats, settings));
+        }
+    }
     Ok(backends)
+}
+
+/// Every distinct KEK of `provider` named by any keyring, in a stable order.
+#[cfg_attr(not(any(feature = "aws-kms", feature = "gcp-kms")), allow(dead_code))]
+fn keks_of(config: &Config, provider: Provider) -> anyhow::Result<Vec<KekUri>> {
+    let mut uris = BTreeSet::new();
+    for ring in config.keyrings.values() {
+        for uri in ring.primary.iter().chain(&ring.decrypt_only) {
+            let kek = KekUri::parse(uri)?;
+            if kek.provider() == provider {
+                uris.insert(uri.clone());
+            }
+        }
+    }
+    uris.iter().map(|uri| Ok(KekUri::parse(uri)?)).collect()
 }
 
 fn build_registry(

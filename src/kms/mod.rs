@@ -4,13 +4,19 @@
 //! the namespace. Everything upstream talks to `KmsBackend` and the keyring registry, so adding AWS,
 //! GCP or Vault means adding one file here, not touching the codec.
 
+#[cfg(feature = "aws-kms")]
+pub mod aws;
 pub mod data_key;
 pub mod decrypt_cache;
 pub mod encrypt_cache;
+#[cfg(feature = "gcp-kms")]
+pub mod gcp;
 pub mod instrumented;
 pub mod kek;
 pub mod keyring;
 pub mod local;
+pub mod resilient;
+pub mod vault;
 
 use std::time::Duration;
 
@@ -63,6 +69,10 @@ pub enum KmsError {
     KeyNotFound { kek: String },
     #[error("wrapped key rejected by the KMS")]
     InvalidCiphertext,
+    /// The KMS answered, but the answer names another key or fails its integrity fields; nothing of it
+    /// is used (AWS `KeyId`, GCP key name).
+    #[error("KMS response for {kek} rejected: {reason}")]
+    UntrustedResponse { kek: String, reason: &'static str },
     #[error("KMS unavailable")]
     Unavailable {
         retry_after: Duration,
@@ -71,6 +81,10 @@ pub enum KmsError {
     },
     #[error("no backend configured for provider {0}")]
     NoBackend(Provider),
+    /// The KMS holds the key but refuses this use of it: the key is disabled, or the key version that
+    /// wrapped the data key was retired (Vault `min_decryption_version`, a disabled key or key version).
+    #[error("KEK {kek} refuses this data key: the key or the key version that wrapped it is disabled or retired")]
+    KeyDisabled { kek: String },
 }
 
 impl KmsError {

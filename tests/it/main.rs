@@ -1,5 +1,6 @@
 //! The one integration-test binary (one link on 2 cores): a real server per test on a free port.
 
+mod auth;
 mod caching;
 mod config_files;
 mod cors;

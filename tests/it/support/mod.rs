@@ -1,1 +1,2 @@
+pub mod jwks_server;
 pub mod temporal;

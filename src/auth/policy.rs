@@ -1,0 +1,349 @@
+//! Per-namespace access policies: who may decode and who may encode, by email, `*@domain` or
+//! `group:<name>`; and what a denial does (`reject` or `passthrough`).
+//!
+//! What must stay true: no matching rule means no access; emails compare lower-case; a policy file
+//! that does not parse or validate never replaces the one in force.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::Identity;
+use crate::protocol::{CodecOp, Namespace};
+
+/// What a denied request gets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnDeny {
+    /// 401 (no or invalid token) or 403 (not allowed).
+    #[default]
+    Reject,
+    /// Decode answers 200 with the payloads unchanged (Temporal's convention). Encode always rejects:
+    /// returning its input would store plaintext.
+    Passthrough,
+}
+
+/// One rule: a namespace name or glob, and the principals allowed per operation.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyRule {
+    #[serde(rename = "match")]
+    pub pattern: String,
+    #[serde(default)]
+    pub decode: Vec<String>,
+    #[serde(default)]
+    pub encode: Vec<String>,
+    #[serde(default)]
+    pub on_deny: OnDeny,
+}
+
+/// The shape of a policy file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFile {
+    #[serde(default)]
+    policies: Vec<PolicyRule>,
+}
+
+/// A principal pattern, parsed once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Principal {
+    Email(String),
+    Domain(String),
+    Group(String),
+    AnyAuthenticated,
+}
+
+impl Principal {
+    fn parse(text: &str) -> Result<Principal, String> {
+        let t = text.trim();
+        if t == "*" {
+            return Ok(Principal::AnyAuthenticated);
+        }
+        if let Some(group) = t.strip_prefix("group:") {
+            if group.is_empty() {
+                return Err(format!("`{text}`: group name is empty"));
+            }
+            return Ok(Principal::Group(group.to_owned()));
+        }
+        if let Some(domain) = t.strip_prefix("*@") {
+            if domain.is_empty() || domain.contains(['@', '*']) {
+                return Err(format!("`{text}`: expected *@domain"));
+            }
+            return Ok(Principal::Domain(domain.to_ascii_lowercase()));
+        }
+        match t.split_once('@') {
+            Some((local, domain)) if !local.is_empty() && !domain.is_empty() && !t.contains('*') => {
+                Ok(Principal::Email(t.to_lowercase()))
+            }
+            _ => Err(format!("`{text}`: expected an email, *@domain, group:<name> or *")),
+        }
+    }
+
+    fn admits(&self, who: &Identity) -> bool {
+        match self {
+            Principal::AnyAuthenticated => true,
+            Principal::Email(e) => who.email.as_deref() == Some(e.as_str()),
+            Principal::Domain(d) => {
+                who.email.as_deref().and_then(|e| e.rsplit_once('@')).is_some_and(|(_, dom)| dom == d)
+            }
+            Principal::Group(g) => who.groups.iter().any(|x| x == g),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct CompiledRule {
+    pattern: String,
+    decode: Vec<Principal>,
+    encode: Vec<Principal>,
+    on_deny: OnDeny,
+}
+
+/// A validated set of rules: exact names first, then globs in order.
+#[derive(Debug, Default)]
+pub struct Policies {
+    rules: Vec<CompiledRule>,
+}
+
+/// The decision for one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    Allow,
+    Deny(OnDeny),
+}
+
+impl Policies {
+    /// Validates and compiles rules; the message names the bad entry.
+    pub fn compile(rules: &[PolicyRule]) -> Result<Policies, String> {
+        let mut compiled = Vec::with_capacity(rules.len());
+        for (i, rule) in rules.iter().enumerate() {
+            let ok = !rule.pattern.is_empty()
+                && rule.pattern.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-*?".contains(&b));
+            if !ok {
+                return Err(format!("policies[{i}].match `{}` must be a namespace name or glob", rule.pattern));
+            }
+            let parse = |list: &[String]| -> Result<Vec<Principal>, String> {
+                list.iter().map(|p| Principal::parse(p).map_err(|e| format!("policies[{i}]: {e}"))).collect()
+            };
+            compiled.push(CompiledRule {
+                pattern: rule.pattern.clone(),
+                decode: parse(&rule.decode)?,
+                encode: parse(&rule.encode)?,
+                on_deny: rule.on_deny,
+            });
+        }
+        // Exact names win over globs; among globs, file order.
+        compiled.sort_by_key(|r| crate::glob::is_pattern(&r.pattern));
+        Ok(Policies { rules: compiled })
+    }
+
+    fn rule_for(&self, namespace: &Namespace) -> Option<&CompiledRule> {
+        self.rules.iter().find(|r| crate::glob::matches(&r.pattern, namespace.as_str()))
+    }
+
+    /// What a denial in `namespace` does (for requests that could not even be authenticated).
+    pub fn on_deny(&self, namespace: &Namespace) -> OnDeny {
+        self.rule_for(namespace).map(|r| r.on_deny).unwrap_or_default()
+    }
+
+    /// Whether `who` may run `op` in `namespace`. Without a verified email nobody is allowed.
+    pub fn decide(&self, who: &Identity, namespace: &Namespace, op: CodecOp) -> Decision {
+        let Some(rule) = self.rule_for(namespace) else {
+            return Decision::Deny(OnDeny::Reject);
+        };
+        if who.email.is_none() {
+            return Decision::Deny(rule.on_deny);
+        }
+        let list = match op {
+            CodecOp::Encode => &rule.encode,
+            CodecOp::Decode | CodecOp::Download => &rule.decode,
+        };
+        if list.iter().any(|p| p.admits(who)) { Decision::Allow } else { Decision::Deny(rule.on_deny) }
+    }
+}
+
+/// Parses and compiles a policy file.
+pub fn load_policy_file(path: &Path) -> Result<Policies, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let file: PolicyFile = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    Policies::compile(&file.policies)
+}
+
+/// The policies in force, replaced atomically on reload.
+pub struct PolicyStore {
+    current: RwLock<Arc<Policies>>,
+    file: Option<PathBuf>,
+    last_text: RwLock<Option<String>>,
+}
+
+impl PolicyStore {
+    /// Policies that never change (inline configuration).
+    pub fn fixed(policies: Policies) -> PolicyStore {
+        PolicyStore { current: RwLock::new(Arc::new(policies)), file: None, last_text: RwLock::new(None) }
+    }
+
+    /// Policies from a file; it must load now (startup fails otherwise).
+    pub fn from_file(path: &Path) -> Result<PolicyStore, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let policies = load_policy_file(path)?;
+        Ok(PolicyStore {
+            current: RwLock::new(Arc::new(policies)),
+            file: Some(path.to_path_buf()),
+            last_text: RwLock::new(Some(text)),
+        })
+    }
+
+    /// The policies in force.
+    pub fn current(&self) -> Arc<Policies> {
+        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Re-reads the file if it changed. An invalid file is logged and ignored: the old policies stay.
+    /// Returns whether new policies took effect.
+    pub fn reload(&self) -> bool {
+        let Some(path) = &self.file else { return false };
+        let Ok(text) = std::fs::read_to_string(path) else {
+            tracing::warn!(path = %path.display(), "Policy file unreadable; keeping the policies in force.");
+            return false;
+        };
+        if self.last_text.read().unwrap_or_else(|e| e.into_inner()).as_deref() == Some(text.as_str()) {
+            return false;
+        }
+        let parsed =
+            toml::from_str::<PolicyFile>(&text).map_err(|e| e.to_string()).and_then(|f| Policies::compile(&f.policies));
+        *self.last_text.write().unwrap_or_else(|e| e.into_inner()) = Some(text);
+        match parsed {
+            Ok(policies) => {
+                *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policies);
+                tracing::info!(path = %path.display(), "Policies reloaded.");
+                true
+            }
+            Err(error) => {
+                tracing::error!(path = %path.display(), %error, "Invalid policy file refused; the previous policies stay in force.");
+                false
+            }
+        }
+    }
+
+    /// Polls the file every `interval` for as long as the store lives.
+    pub fn watch(self: &Arc<Self>, interval: Duration) {
+        if self.file.is_none() {
+            return;
+        }
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(store) = weak.upgrade() else { break };
+                store.reload();
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn who(email: Option<&str>, groups: &[&str]) -> Identity {
+        Identity {
+            issuer: "https://issuer".into(),
+            subject: "s".into(),
+            email: email.map(str::to_owned),
+            groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+        }
+    }
+
+    fn ns(n: &str) -> Namespace {
+        Namespace::parse(n).unwrap()
+    }
+
+    fn rule(pattern: &str, decode: &[&str], encode: &[&str], on_deny: OnDeny) -> PolicyRule {
+        PolicyRule {
+            pattern: pattern.into(),
+            decode: decode.iter().map(|s| (*s).into()).collect(),
+            encode: encode.iter().map(|s| (*s).into()).collect(),
+            on_deny,
+        }
+    }
+
+    #[test]
+    fn readers_decode_writers_encode_and_nobody_else() {
+        let p = Policies::compile(&[rule(
+            "payments",
+            &["*@Example.com", "group:oncall"],
+            &["svc@example.com"],
+            OnDeny::Reject,
+        )])
+        .unwrap();
+        let reader = who(Some("alice@example.com"), &[]);
+        assert_eq!(p.decide(&reader, &ns("payments"), CodecOp::Decode), Decision::Allow);
+        assert_eq!(p.decide(&reader, &ns("payments"), CodecOp::Encode), Decision::Deny(OnDeny::Reject));
+        assert_eq!(p.decide(&who(Some("svc@example.com"), &[]), &ns("payments"), CodecOp::Encode), Decision::Allow);
+        assert_eq!(
+            p.decide(&who(Some("bob@other.io"), &["oncall"]), &ns("payments"), CodecOp::Decode),
+            Decision::Allow
+        );
+        assert_eq!(
+            p.decide(&who(None, &["oncall"]), &ns("payments"), CodecOp::Decode),
+            Decision::Deny(OnDeny::Reject),
+            "no email, no access, whatever the groups"
+        );
+        assert_eq!(
+            p.decide(&who(Some("eve@evil-example.com"), &[]), &ns("payments"), CodecOp::Decode),
+            Decision::Deny(OnDeny::Reject)
+        );
+        assert_eq!(
+            p.decide(&reader, &ns("marketing"), CodecOp::Decode),
+            Decision::Deny(OnDeny::Reject),
+            "no rule, no access"
+        );
+    }
+
+    #[test]
+    fn exact_rules_win_over_globs_and_globs_keep_their_order() {
+        let p = Policies::compile(&[
+            rule("pay*", &["a@x.io"], &[], OnDeny::Passthrough),
+            rule("payments", &["b@x.io"], &[], OnDeny::Reject),
+        ])
+        .unwrap();
+        assert_eq!(p.decide(&who(Some("b@x.io"), &[]), &ns("payments"), CodecOp::Decode), Decision::Allow);
+        assert_eq!(
+            p.decide(&who(Some("a@x.io"), &[]), &ns("payments"), CodecOp::Decode),
+            Decision::Deny(OnDeny::Reject)
+        );
+        assert_eq!(
+            p.decide(&who(Some("b@x.io"), &[]), &ns("payroll"), CodecOp::Decode),
+            Decision::Deny(OnDeny::Passthrough)
+        );
+    }
+
+    #[test]
+    fn bad_principals_are_refused_with_their_position() {
+        for bad in ["alice", "*@", "group:", "a*@x.io", "@x.io"] {
+            let err = Policies::compile(&[rule("*", &[bad], &[], OnDeny::Reject)]).unwrap_err();
+            assert!(err.contains("policies[0]"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn an_invalid_reload_keeps_the_policies_in_force() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.toml");
+        std::fs::write(&path, "[[policies]]\nmatch = \"*\"\ndecode = [\"a@x.io\"]\n").unwrap();
+        let store = PolicyStore::from_file(&path).unwrap();
+        let a = who(Some("a@x.io"), &[]);
+        assert_eq!(store.current().decide(&a, &ns("n"), CodecOp::Decode), Decision::Allow);
+        std::fs::write(&path, "[[policies]]\nmatch = \"*\"\ndecode = [\"not an email\"]\n").unwrap();
+        assert!(!store.reload());
+        assert_eq!(store.current().decide(&a, &ns("n"), CodecOp::Decode), Decision::Allow);
+        std::fs::write(&path, "[[policies]]\nmatch = \"*\"\ndecode = [\"b@x.io\"]\n").unwrap();
+        assert!(store.reload());
+        assert_eq!(store.current().decide(&a, &ns("n"), CodecOp::Decode), Decision::Deny(OnDeny::Reject));
+    }
+}
