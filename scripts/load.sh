@@ -13,7 +13,12 @@ conc="${2:-16}"
 
 command -v hey >/dev/null || { apt-get update -qq && apt-get install -y -qq hey >/dev/null; }
 bash scripts/test-env.sh
-cargo build --release --quiet --bin codec-server
+# LOAD_BIN runs an already built binary instead of building the release one.
+bin="${LOAD_BIN:-}"
+if [[ -z "$bin" ]]; then
+    cargo build --release --quiet --bin codec-server
+    bin=./target/release/codec-server
+fi
 
 work="$(mktemp -d)"
 server=""
@@ -24,7 +29,7 @@ base="http://127.0.0.1:$port"
 start() { # start <config file or empty>
     local args=(serve --data-dir "$work/data" --listen "127.0.0.1:$port")
     [[ -n "$1" ]] && args+=(--config "$1")
-    RUST_LOG=warn ./target/release/codec-server "${args[@]}" 2>>"$work/server.log" &
+    RUST_LOG=warn "$bin" "${args[@]}" 2>>"$work/server.log" &
     server=$!
     for _ in $(seq 50); do curl -sf "$base/healthz" >/dev/null && return; sleep 0.1; done
     echo "server did not start" >&2; cat "$work/server.log" >&2; exit 1

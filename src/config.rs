@@ -544,7 +544,7 @@ impl Config {
         figment = figment.merge(
             Env::prefixed("CODEC_")
                 .split("__")
-                .filter(|k| k != "config" && !k.as_str().to_ascii_lowercase().ends_with("_file")),
+                .filter(|k| is_config_env_key(k.as_str()) && !k.as_str().to_ascii_lowercase().ends_with("_file")),
         );
         for (key, value) in env_file_values()? {
             figment = figment.merge(Serialized::global(&key, value));
@@ -804,6 +804,18 @@ fn is_loopback_url(url: &str) -> bool {
     host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
+/// Top-level sections an environment variable may set. Anything else under `CODEC_` is ignored: the
+/// variables Kubernetes injects for a Service named `codec…` (`CODEC_SERVER_PORT`, `CODEC_SERVICE_HOST`)
+/// must not stop the server from starting.
+const ENV_SECTIONS: [&str; 10] =
+    ["data_dir", "server", "cors", "auth", "kms", "keyrings", "namespaces", "cache", "legacy", "log"];
+
+fn is_config_env_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    let first = key.split('.').next().unwrap_or_default();
+    ENV_SECTIONS.contains(&first)
+}
+
 /// `CODEC_A__B_FILE=/path` sets `a.b` to the file's contents (trailing newline removed), for secrets
 /// mounted as files.
 fn env_file_values() -> anyhow::Result<Vec<(String, String)>> {
@@ -811,8 +823,12 @@ fn env_file_values() -> anyhow::Result<Vec<(String, String)>> {
     for (name, path) in std::env::vars() {
         let Some(rest) = name.strip_prefix("CODEC_") else { continue };
         let Some(key) = rest.strip_suffix("_FILE") else { continue };
+        let key = key.to_ascii_lowercase().replace("__", ".");
+        if !is_config_env_key(&key) {
+            continue;
+        }
         let text = std::fs::read_to_string(&path).with_context(|| format!("{name}: cannot read {path}"))?;
-        values.push((key.to_ascii_lowercase().replace("__", "."), text.trim_end_matches(['\n', '\r']).to_owned()));
+        values.push((key, text.trim_end_matches(['\n', '\r']).to_owned()));
     }
     Ok(values)
 }

@@ -66,6 +66,9 @@ fn environment_and_file_secrets_override_the_file_and_secrets_never_print() {
             ("CODEC_SERVER__MAX_PAYLOADS", "7"),
             ("CODEC_LEGACY__KEYS__K1__KEY_FILE", secret.to_str().unwrap()),
             ("CODEC_LEGACY__KEYS__K1__NAMESPACES", "[default]"),
+            // What Kubernetes injects for a Service named `codec-server`: ignored, not an error.
+            ("CODEC_SERVER_PORT", "tcp://10.0.0.1:8081"),
+            ("CODEC_SERVER_SERVICE_HOST", "10.0.0.1"),
         ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
