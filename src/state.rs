@@ -19,7 +19,7 @@ use crate::kms::encrypt_cache::{EncryptCache, EncryptLimits};
 use crate::kms::instrumented::{Instrumented, KmsStats};
 use crate::kms::keyring::{Kek, Keyring, KeyringRegistry, NamespaceKeys};
 use crate::kms::local::{self, LocalBackend};
-#[cfg(any(feature = "aws-kms", feature = "gcp-kms"))]
+#[cfg(any(feature = "aws-kms", feature = "gcp-kms", feature = "vault-transit"))]
 use crate::kms::resilient::{self, ResilienceSettings};
 use crate::kms::{DataKey, KekUri, KmsBackend, Provider};
 use crate::protocol::Namespace;
@@ -177,11 +177,21 @@ async fn build_backends(
             backends.insert(Provider::GcpKms, resilient::remote(Arc::new(backend), stats, settings));
         }
     }
+    #[cfg(feature = "vault-transit")]
+    {
+        let keks = keks_of(config, Provider::VaultTransit)?;
+        if !keks.is_empty() {
+            let vault = config.kms.vault.as_ref().context("vault-transit KEKs need a [kms.vault] section")?;
+            let backend = crate::kms::vault::VaultBackend::new(vault, keks).context("[kms.vault]")?;
+            let settings = ResilienceSettings::new(vault.call_timeout, vault.max_retries);
+            backends.insert(Provider::VaultTransit, resilient::remote(Arc::new(backend), stats, settings));
+        }
+    }
     Ok(backends)
 }
 
 /// Every distinct KEK of `provider` named by any keyring, in a stable order.
-#[cfg_attr(not(any(feature = "aws-kms", feature = "gcp-kms")), allow(dead_code))]
+#[cfg_attr(not(any(feature = "aws-kms", feature = "gcp-kms", feature = "vault-transit")), allow(dead_code))]
 fn keks_of(config: &Config, provider: Provider) -> anyhow::Result<Vec<KekUri>> {
     let mut uris = BTreeSet::new();
     for ring in config.keyrings.values() {

@@ -11,6 +11,8 @@
 //! Credentials come from the default chain (environment, profile, web identity / EKS IRSA, container
 //! and instance metadata); the region of each call is the region of the key's ARN. The SDK's own
 //! retries are off: `Resilient` owns deadlines and retries, so the bounds of DESIGN §5 hold.
+//! Key bytes we own are zeroized; the copies inside the SDK's request and response buffers are not
+//! ours to wipe.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};

@@ -12,6 +12,8 @@
 //! asks), and an Encrypt response must name the configured key or one of its versions (otherwise it is
 //! rejected). The client's own retries are off, so DESIGN §5's bounds hold. Credentials are Application
 //! Default Credentials (Workload Identity on GKE); `anonymous` exists only for the test fake.
+//! Key bytes we own are zeroized; the copies inside the client's request and response buffers are not
+//! ours to wipe.
 
 use async_trait::async_trait;
 use bytes::Bytes;

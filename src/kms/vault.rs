@@ -195,8 +195,6 @@ mod backend {
     const RETRY_AFTER: Duration = Duration::from_secs(1);
     /// A token is renewed (or replaced) when this fraction of its TTL has passed.
     const RENEW_AT: f64 = 2.0 / 3.0;
-    /// No second login within this time of the last one because a call was refused.
-    const MIN_RELOGIN_INTERVAL: Duration = Duration::from_secs(1);
     /// Longest wait between two failed login or renewal attempts.
     const MAX_BACKOFF: Duration = Duration::from_secs(30);
     /// Transit key types whose encryption takes `associated_data`.
@@ -471,6 +469,11 @@ mod backend {
                     self.renewals.fetch_add(1, Ordering::Relaxed);
                     let ttl = Duration::from_secs(auth.lease_duration);
                     tracing::debug!(ttl_secs = auth.lease_duration, "Renewed the Vault token.");
+                    if ttl < session.first_ttl && self.can_login() {
+                        // Capped by the max TTL: a new login now, while the token still works.
+                        tracing::debug!("The Vault token nears its max TTL; logging in again.");
+                        return self.login(Some(session.generation)).await.is_ok();
+                    }
                     self.store(Session {
                         client: session.client.clone(),
                         generation: session.generation,
@@ -554,11 +557,8 @@ mod backend {
             let session = self.session_for_call().await?;
             match call(session.client.clone()).await {
                 Ok(value) => Ok(value),
-                Err(e)
-                    if status(&e) == Some(403)
-                        && self.can_login()
-                        && session.obtained.elapsed() >= MIN_RELOGIN_INTERVAL =>
-                {
+                // Revoked, used up or expired early: one new login (shared by concurrent callers), one retry.
+                Err(e) if status(&e) == Some(403) && self.can_login() => {
                     tracing::info!(%kek, "Vault refused the token; logging in again.");
                     let session = self.login(Some(session.generation)).await?;
                     call(session.client.clone()).await.map_err(|e| map_error(kek, e))
@@ -671,9 +671,8 @@ mod backend {
                 tracing::warn!(%kek, error = %describe(&e), "Vault denied access.");
                 KmsError::AccessDenied { kek: kek_name }
             }
-            Some(400 | 404) if errors.contains("not found") || errors.contains("no handler for route") => {
-                KmsError::KeyNotFound { kek: kek_name }
-            }
+            Some(404) => KmsError::KeyNotFound { kek: kek_name },
+            Some(400) if errors.contains("not found") => KmsError::KeyNotFound { kek: kek_name },
             Some(400) if errors.contains("disallowed by policy") => {
                 tracing::warn!(
                     %kek,

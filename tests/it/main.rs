@@ -1,6 +1,7 @@
 //! The one integration-test binary (one link on 2 cores): a real server per test on a free port.
 
 mod auth;
+mod browser;
 mod caching;
 mod config_files;
 mod cors;
@@ -8,8 +9,18 @@ mod crypto_vectors;
 mod envelope_security;
 mod errors;
 mod helpers;
+mod jws_vectors;
+#[cfg(feature = "aws-kms")]
+mod kms_aws;
+#[cfg(all(feature = "aws-kms", feature = "gcp-kms"))]
+mod kms_faults;
+#[cfg(feature = "gcp-kms")]
+mod kms_gcp;
+#[cfg(feature = "vault-transit")]
+mod kms_vault;
 mod legacy;
 mod namespaces;
+mod no_leaks;
 mod protocol;
 mod roundtrip;
 mod support;

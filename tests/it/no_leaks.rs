@@ -98,7 +98,8 @@ format = "json"
     let reader = token("reader@example.com", "codec-api");
     let stranger = token("stranger@example.com", "codec-api");
     let id_token = token("reader@example.com", "ui");
-    let plain = json!({"payloads":[{"metadata":{"encoding":STANDARD.encode("json/plain")},"data":STANDARD.encode(SECRET)}]});
+    let plain =
+        json!({"payloads":[{"metadata":{"encoding":STANDARD.encode("json/plain")},"data":STANDARD.encode(SECRET)}]});
     let mut bodies = Vec::new();
     let post = |path: &str, auth: Option<&str>, body: String| {
         let mut r = client

@@ -51,6 +51,8 @@ pub struct Switches {
     pub unavailable: AtomicBool,
     /// Answer every call with 403 PERMISSION_DENIED while set.
     pub permission_denied: AtomicBool,
+    /// Set by `stop`: a request still arriving on a kept-alive connection gets 503, never an answer.
+    stopped: AtomicBool,
 }
 
 fn take(counter: &AtomicU32) -> bool {
@@ -79,12 +81,8 @@ impl GcpKmsFake {
     pub fn start() -> GcpKmsFake {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind the GCP KMS fake");
         let port = listener.local_addr().expect("port").port();
-        let mut fake = GcpKmsFake {
-            endpoint: format!("http://127.0.0.1:{port}"),
-            port,
-            state: Arc::default(),
-            handle: None,
-        };
+        let mut fake =
+            GcpKmsFake { endpoint: format!("http://127.0.0.1:{port}"), port, state: Arc::default(), handle: None };
         fake.serve(listener);
         fake
     }
@@ -131,8 +129,10 @@ impl GcpKmsFake {
         self.state.decrypts.load(Ordering::SeqCst)
     }
 
-    /// Stops listening (new connections are refused); keys are kept.
+    /// Stops listening (new connections are refused, and a request on a connection the client kept
+    /// alive gets 503); keys are kept.
     pub async fn stop(&mut self) {
+        self.state.switches.stopped.store(true, Ordering::SeqCst);
         if let Some(handle) = self.handle.take() {
             handle.stop(false).await;
         }
@@ -141,6 +141,7 @@ impl GcpKmsFake {
     /// Listens again on the same port, with the same keys.
     pub fn restart(&mut self) {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, self.port)).expect("rebind the fake's port");
+        self.state.switches.stopped.store(false, Ordering::SeqCst);
         self.serve(listener);
     }
 }
@@ -163,18 +164,25 @@ fn crc32c(bytes: &[u8]) -> u32 {
     crc32c::crc32c(bytes)
 }
 
-/// A Google-style error body.
-fn error(status: u16, code: &str, message: &str) -> HttpResponse {
-    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).expect("status"))
-        .content_type("application/json")
-        .body(json!({ "error": { "code": status, "message": message, "status": code } }).to_string())
+/// A Google-style error: HTTP status, canonical code, message.
+struct Failure(u16, &'static str, String);
+
+fn error(status: u16, code: &'static str, message: &str) -> Failure {
+    Failure(status, code, message.to_owned())
 }
 
-fn ok(body: Value) -> HttpResponse {
-    HttpResponse::Ok().content_type("application/json").body(body.to_string())
+fn respond(result: Result<Value, Failure>) -> HttpResponse {
+    match result {
+        Ok(body) => HttpResponse::Ok().content_type("application/json").body(body.to_string()),
+        Err(Failure(status, code, message)) => {
+            HttpResponse::build(actix_web::http::StatusCode::from_u16(status).expect("status"))
+                .content_type("application/json")
+                .body(json!({ "error": { "code": status, "message": message, "status": code } }).to_string())
+        }
+    }
 }
 
-fn bytes_field(body: &Value, field: &str) -> Result<Vec<u8>, HttpResponse> {
+fn bytes_field(body: &Value, field: &str) -> Result<Vec<u8>, Failure> {
     match body.get(field).and_then(Value::as_str) {
         None => Ok(Vec::new()),
         Some(text) => B64.decode(text).map_err(|_| error(400, "INVALID_ARGUMENT", "bad base64")),
@@ -191,41 +199,44 @@ fn int_field(body: &Value, field: &str) -> Option<i64> {
 }
 
 /// Checks an optional request checksum: `Ok(true)` verified, `Ok(false)` absent, `Err` mismatch.
-fn verify_crc(body: &Value, field: &str, data: &[u8]) -> Result<bool, HttpResponse> {
+fn verify_crc(body: &Value, field: &str, data: &[u8]) -> Result<bool, Failure> {
     match int_field(body, field) {
         None => Ok(false),
         Some(crc) if crc == i64::from(crc32c(data)) => Ok(true),
-        Some(_) => Err(error(400, "INVALID_ARGUMENT", &format!("The checksum in field {field} did not match the data"))),
+        Some(_) => {
+            Err(error(400, "INVALID_ARGUMENT", &format!("The checksum in field {field} did not match the data")))
+        }
     }
 }
 
 async fn handle(request: HttpRequest, body: web::Bytes, state: web::Data<Arc<FakeState>>) -> HttpResponse {
     let path = request.path().to_owned();
-    let Some(rest) = path.strip_prefix("/v1/") else { return error(404, "NOT_FOUND", "unknown path") };
-    let Some((name, method)) = rest.rsplit_once(':') else { return error(404, "NOT_FOUND", "unknown method") };
-    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
-        return error(400, "INVALID_ARGUMENT", "body is not JSON");
-    };
+    respond(route(&path, &body, &state))
+}
+
+fn route(path: &str, body: &[u8], state: &FakeState) -> Result<Value, Failure> {
+    let rest = path.strip_prefix("/v1/").ok_or_else(|| error(404, "NOT_FOUND", "unknown path"))?;
+    let (name, method) = rest.rsplit_once(':').ok_or_else(|| error(404, "NOT_FOUND", "unknown method"))?;
+    let body = serde_json::from_slice::<Value>(body).map_err(|_| error(400, "INVALID_ARGUMENT", "body is not JSON"))?;
     match method {
         "encrypt" => state.encrypts.fetch_add(1, Ordering::SeqCst),
         "decrypt" => state.decrypts.fetch_add(1, Ordering::SeqCst),
-        _ => return error(404, "NOT_FOUND", "this fake only implements encrypt and decrypt"),
+        _ => return Err(error(404, "NOT_FOUND", "this fake only implements encrypt and decrypt")),
     };
     let switches = &state.switches;
-    if switches.unavailable.load(Ordering::SeqCst) {
-        return error(503, "UNAVAILABLE", "The service is currently unavailable.");
+    if switches.unavailable.load(Ordering::SeqCst) || switches.stopped.load(Ordering::SeqCst) {
+        return Err(error(503, "UNAVAILABLE", "The service is currently unavailable."));
     }
     if switches.permission_denied.load(Ordering::SeqCst) {
-        return error(403, "PERMISSION_DENIED", "Permission 'cloudkms.cryptoKeyVersions.useToDecrypt' denied");
+        return Err(error(403, "PERMISSION_DENIED", "Permission 'cloudkms.cryptoKeyVersions.useToDecrypt' denied"));
     }
-    let result = match method {
-        "encrypt" => encrypt(&state, name, &body),
-        _ => decrypt(&state, name, &body),
-    };
-    result.unwrap_or_else(|response| response)
+    match method {
+        "encrypt" => encrypt(state, name, &body),
+        _ => decrypt(state, name, &body),
+    }
 }
 
-fn encrypt(state: &FakeState, name: &str, body: &Value) -> Result<HttpResponse, HttpResponse> {
+fn encrypt(state: &FakeState, name: &str, body: &Value) -> Result<Value, Failure> {
     let plaintext = bytes_field(body, "plaintext")?;
     let aad = bytes_field(body, "additionalAuthenticatedData")?;
     let verified_plaintext = verify_crc(body, "plaintextCrc32c", &plaintext)?;
@@ -255,16 +266,16 @@ fn encrypt(state: &FakeState, name: &str, body: &Value) -> Result<HttpResponse, 
         true => format!("{name}-other/cryptoKeyVersions/{version}"),
         false => format!("{name}/cryptoKeyVersions/{version}"),
     };
-    Ok(ok(json!({
+    Ok(json!({
         "name": key_name,
         "ciphertext": B64.encode(&ciphertext),
         "ciphertextCrc32c": crc.to_string(),
         "verifiedPlaintextCrc32c": verified_plaintext && !take(&s.unverified_plaintext),
         "verifiedAdditionalAuthenticatedDataCrc32c": verified_aad && !take(&s.unverified_aad),
-    })))
+    }))
 }
 
-fn decrypt(state: &FakeState, name: &str, body: &Value) -> Result<HttpResponse, HttpResponse> {
+fn decrypt(state: &FakeState, name: &str, body: &Value) -> Result<Value, Failure> {
     let ciphertext = bytes_field(body, "ciphertext")?;
     let aad = bytes_field(body, "additionalAuthenticatedData")?;
     verify_crc(body, "ciphertextCrc32c", &ciphertext)?;
@@ -290,9 +301,9 @@ fn decrypt(state: &FakeState, name: &str, body: &Value) -> Result<HttpResponse, 
     if take(&state.switches.corrupt_plaintext_crc) {
         crc ^= 1;
     }
-    Ok(ok(json!({
+    Ok(json!({
         "plaintext": B64.encode(&plaintext),
         "plaintextCrc32c": crc.to_string(),
         "usedPrimary": true,
-    })))
+    }))
 }

@@ -49,7 +49,12 @@ pub fn wrapped(sealed: &Payload, i: usize) -> Vec<u8> {
 
 /// `(provider, KEK URI)` of every EDK of an envelope.
 pub fn edk_keks(sealed: &Payload) -> Vec<(Provider, String)> {
-    envelope::parse(&sealed.data).expect("one of our envelopes").edks.into_iter().map(|e| (e.provider, e.kek_ref)).collect()
+    envelope::parse(&sealed.data)
+        .expect("one of our envelopes")
+        .edks
+        .into_iter()
+        .map(|e| (e.provider, e.kek_ref))
+        .collect()
 }
 
 /// The `Retry-After` header of a response, if any.

@@ -1,2 +1,10 @@
+#[cfg(feature = "gcp-kms")]
+pub mod gcp_fake;
 pub mod jwks_server;
+pub mod kms;
+#[cfg(feature = "aws-kms")]
+pub mod moto;
+#[cfg(feature = "vault-transit")]
+pub mod openbao;
 pub mod temporal;
+pub mod tokens;

@@ -90,6 +90,7 @@ impl MotoServer {
                 std::thread::sleep(Duration::from_millis(50));
             }
             let _ = child.kill();
+            let _ = child.wait();
             if last_error.is_empty() {
                 panic!("moto did not answer within {READY_TIMEOUT:?}");
             }
@@ -114,8 +115,7 @@ impl MotoServer {
     }
 
     fn signal(&self, signal: &str) {
-        let status =
-            Command::new("kill").args([signal, &self.child.id().to_string()]).status().expect("run kill(1)");
+        let status = Command::new("kill").args([signal, &self.child.id().to_string()]).status().expect("run kill(1)");
         assert!(status.success(), "kill {signal} failed");
     }
 
