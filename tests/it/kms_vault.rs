@@ -1,7 +1,8 @@
 //! The `vault-transit` backend against a real OpenBao server on loopback (Vault's API): round trips
 //! through the HTTP API, the namespace bound by the KMS itself, rotation and `min_decryption_version`,
 //! no silent key creation, a KMS that stops mid-test, failover between KEKs, KMS call counts, TLS with a
-//! CA bundle, and token renewal / re-login with AppRole (SECURITY-TESTS 8, 12, 22, 23, 24).
+//! CA bundle, OpenBao namespaces, token renewal / re-login with AppRole, and Kubernetes login (against a
+//! FAKE TokenReview API) (SECURITY-TESTS 8, 12, 22, 23, 24).
 
 use std::time::Duration;
 
@@ -87,6 +88,36 @@ async fn openbao_itself_refuses_the_unwrap_when_the_header_namespace_was_rewritt
     let edk = ciphertext(&sealed);
     assert_eq!(bao.decrypt_status("payments", &edk, &context_json("alpha")).await, 200);
     assert_eq!(bao.decrypt_status("payments", &edk, &context_json("bravo")).await, 400);
+}
+
+#[tokio::test]
+async fn an_edk_naming_a_vault_key_outside_the_namespace_keyring_causes_no_kms_call() {
+    let bao = OpenBao::start().await;
+    bao.create_key("alpha", "aes256-gcm96", false).await;
+    bao.create_key("bravo", "aes256-gcm96", false).await;
+    let app = app_with(&bao, &["vault-transit://transit/alpha"], |c| {
+        c.keyrings.insert(
+            "bravo".into(),
+            codec_server::config::KeyringConfig {
+                primary: vec!["vault-transit://transit/bravo".into()],
+                decrypt_only: vec![],
+            },
+        );
+        let mut bravo = c.namespaces[0].clone();
+        (bravo.pattern, bravo.keyring) = ("bravo".into(), "bravo".into());
+        c.namespaces.insert(0, bravo);
+    })
+    .await;
+    let sealed = app.encode("alpha", vec![payload(b"alpha only")]).await.remove(0);
+    app.state.codec.decrypt_cache().clear().await;
+    let before = app.kms_calls();
+
+    // Header says bravo; the only EDK names alpha's key, which bravo's keyring does not hold.
+    let response = app.post_decode("bravo", &[rewrite_namespace(&sealed, "bravo")]).await;
+
+    assert_eq!(response.status(), 400);
+    assert_eq!(error_code(response).await, "decode-failed");
+    assert_eq!(app.kms_calls(), before, "no KMS call for a KEK outside the keyring");
 }
 
 #[tokio::test]
@@ -202,7 +233,12 @@ async fn health_check_reports_missing_keys_and_keys_that_cannot_bind_the_namespa
 async fn with_openbao_stopped_cached_keys_decode_uncached_get_503_and_everything_recovers() {
     let bao = OpenBao::start().await;
     bao.create_key("payments", "aes256-gcm96", false).await;
-    let app = app_with(&bao, &[PAYMENTS], |c| c.cache.encrypt.max_payloads = 1).await;
+    let app = app_with(&bao, &[PAYMENTS], |c| {
+        c.cache.encrypt.max_payloads = 1;
+        // A stopped server never answers: each attempt waits this long.
+        c.kms.vault.as_mut().unwrap().call_timeout = Duration::from_millis(500);
+    })
+    .await;
     let warm = app.encode("payments", vec![payload(b"warm")]).await;
     let cold = app.encode("payments", vec![payload(b"cold")]).await;
     app.state.codec.decrypt_cache().clear().await;
@@ -291,6 +327,27 @@ async fn two_hundred_concurrent_decodes_of_one_cold_data_key_make_one_unwrap() {
 }
 
 #[tokio::test]
+async fn the_configured_openbao_namespace_is_where_the_keys_are_found() {
+    let bao = OpenBao::start().await;
+    bao.namespace_with_key("team-a", "payments").await;
+    let namespaced = bao.kms_config_with("method = \"token\"\ntoken = \"root\"", "namespace = \"team-a\"");
+    let app = TestApp::spawn_with(|c| {
+        c.kms.vault = Some(namespaced);
+        use_keyring(c, &[PAYMENTS.to_owned()]);
+    })
+    .await;
+    let sealed = app.encode("payments", vec![payload(b"in team-a")]).await;
+    app.state.codec.decrypt_cache().clear().await;
+    assert_eq!(app.decode("payments", &sealed).await, vec![payload(b"in team-a")]);
+
+    // The same KEK URI without the namespace names a key that does not exist at the root.
+    let root = app_with(&bao, &[PAYMENTS], |_| {}).await;
+    let response = root.post("/encode", Some("payments"), &to_json(&[payload(b"x")])).await;
+    assert_eq!(response.status(), 500);
+    assert_eq!(error_code(response).await, "encode-failed");
+}
+
+#[tokio::test]
 async fn vault_over_tls_is_trusted_through_the_configured_ca_bundle_and_nothing_else() {
     let bao = OpenBao::start_tls().await;
     bao.create_key("payments", "aes256-gcm96", false).await;
@@ -325,7 +382,7 @@ async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
 async fn an_approle_token_is_renewed_before_its_ttl_and_replaced_by_a_new_login_at_its_max_ttl() {
     let bao = OpenBao::start().await;
     bao.create_key("payments", "aes256-gcm96", false).await;
-    let config = approle_config(&bao, "codec", json!({ "token_ttl": "2s", "token_max_ttl": "6s" })).await;
+    let config = approle_config(&bao, "codec", json!({ "token_ttl": "2s", "token_max_ttl": "8s" })).await;
     let backend = VaultBackend::new(&config, vec![kek(PAYMENTS)]).unwrap();
     let started = tokio::time::Instant::now();
     let (dek, wrapped) = backend.generate_data_key(&kek(PAYMENTS), &ctx("payments")).await.unwrap();
@@ -339,11 +396,11 @@ async fn an_approle_token_is_renewed_before_its_ttl_and_replaced_by_a_new_login_
     let stats = backend.token_stats();
     let unwrapped = backend.unwrap(&kek(PAYMENTS), &wrapped, &ctx("payments")).await.unwrap();
     assert_eq!(unwrapped.expose(), dek.expose());
-    assert_eq!(stats.logins, 1, "renewal kept the first token alive past its TTL (relogin happens near 6 s)");
+    assert_eq!(stats.logins, 1, "renewal kept the first token alive past its TTL (the new login comes near 8 s)");
 
-    // Renewal cannot pass the 6 s max TTL: the backend logs in again before the token dies.
+    // Renewal cannot pass the 8 s max TTL: the backend logs in again before the token dies.
     eventually("a second login happened", || backend.token_stats().logins >= 2).await;
-    eventually("the first token's max TTL has passed", || started.elapsed() > Duration::from_millis(6500)).await;
+    eventually("the first token's max TTL has passed", || started.elapsed() > Duration::from_millis(8500)).await;
     let unwrapped = backend.unwrap(&kek(PAYMENTS), &wrapped, &ctx("payments")).await.unwrap();
     assert_eq!(unwrapped.expose(), dek.expose());
 }

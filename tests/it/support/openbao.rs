@@ -163,10 +163,17 @@ impl OpenBao {
 
     /// A request as root; returns the status and the JSON body (`Null` when empty).
     pub async fn root_request(&self, method: &str, path: &str, body: Value) -> (u16, Value) {
+        self.root_request_in(None, method, path, body).await
+    }
+
+    /// A request as root inside an OpenBao namespace (`X-Vault-Namespace`), or at the root.
+    pub async fn root_request_in(&self, ns: Option<&str>, method: &str, path: &str, body: Value) -> (u16, Value) {
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("HTTP method");
-        let response = self
-            .http
-            .request(method, format!("{}/v1/{path}", self.address))
+        let mut request = self.http.request(method, format!("{}/v1/{path}", self.address));
+        if let Some(ns) = ns {
+            request = request.header("x-vault-namespace", ns);
+        }
+        let response = request
             .header("x-vault-token", ROOT_TOKEN)
             .body(body.to_string())
             .send()
@@ -187,6 +194,19 @@ impl OpenBao {
     /// Creates a Transit key (`aes256-gcm96` unless `key_type` says otherwise; `derived` for context binding).
     pub async fn create_key(&self, name: &str, key_type: &str, derived: bool) {
         self.root("POST", &format!("transit/keys/{name}"), json!({ "type": key_type, "derived": derived })).await;
+    }
+
+    /// Creates the OpenBao namespace `ns` with Transit mounted at `transit/` and an `aes256-gcm96` key.
+    pub async fn namespace_with_key(&self, ns: &str, key: &str) {
+        for (path, body) in [
+            (format!("sys/namespaces/{ns}"), json!({})),
+            ("sys/mounts/transit".to_owned(), json!({ "type": "transit" })),
+            (format!("transit/keys/{key}"), json!({ "type": "aes256-gcm96" })),
+        ] {
+            let namespace = (!path.starts_with("sys/namespaces")).then_some(ns);
+            let (status, value) = self.root_request_in(namespace, "POST", &path, body).await;
+            assert!((200..300).contains(&status), "OpenBao {path} in {ns} answered {status}: {value}");
+        }
     }
 
     /// Rotates a key: new version for new data keys, old versions still decrypt.
@@ -274,8 +294,8 @@ impl OpenBao {
         self.root("POST", &format!("auth/kubernetes/role/{role}"), settings).await;
     }
 
-    /// `[kms.vault]` for this server with the root token (call deadline 500 ms, one retry, so tests of
-    /// a stopped server stay short).
+    /// `[kms.vault]` for this server with the root token (one retry, so tests of a stopped server stay
+    /// short; they also shorten `call_timeout`).
     pub fn kms_config(&self) -> VaultKmsConfig {
         self.kms_config_with("method = \"token\"\ntoken = \"root\"", "")
     }
@@ -284,7 +304,7 @@ impl OpenBao {
     pub fn kms_config_with(&self, auth: &str, extra: &str) -> VaultKmsConfig {
         let ca = self.ca_file.as_ref().map(|p| format!("ca_bundle = {:?}\n", p.display().to_string()));
         let text = format!(
-            "address = \"{}\"\ncall_timeout = \"500ms\"\nmax_retries = 1\n{}{extra}\n[auth]\n{auth}\n",
+            "address = \"{}\"\nmax_retries = 1\n{}{extra}\n[auth]\n{auth}\n",
             self.address,
             ca.unwrap_or_default()
         );
