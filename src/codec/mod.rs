@@ -253,9 +253,9 @@ impl Codec {
             // Only KEKs of this namespace's keyring: the payload cannot choose the key.
             let Some(kek) = keys.keyring.kek_for(edk) else { continue };
             let key = cache_key(envelope.suite, edk, &ctx);
-            let wrapped = WrappedKey(edk.wrapped.clone());
-            let unwrapped =
-                self.decrypt_cache.get_or_unwrap(namespace, key, kek.backend.unwrap(&kek.uri, &wrapped, &ctx));
+            // The wrapped bytes are copied only on a cache miss, when the KMS call really happens.
+            let unwrap = async { kek.backend.unwrap(&kek.uri, &WrappedKey(edk.wrapped.clone()), &ctx).await };
+            let unwrapped = self.decrypt_cache.get_or_unwrap(namespace, key, unwrap);
             let dek = match unwrapped.await {
                 Ok(dek) => dek,
                 Err(e) if e.is_unavailable() => {
