@@ -16,6 +16,7 @@ pub mod error;
 pub mod glob;
 pub mod kms;
 pub mod protocol;
+pub mod request_id;
 pub mod routes;
 pub mod startup;
 pub mod state;

@@ -37,7 +37,11 @@ impl Application {
         let cors = config.cors.clone();
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
-            App::new().wrap(cors_middleware(&cors)).app_data(app_state.clone()).configure(crate::routes::configure)
+            App::new()
+                .wrap(cors_middleware(&cors))
+                .wrap(actix_web::middleware::from_fn(crate::request_id::middleware))
+                .app_data(app_state.clone())
+                .configure(crate::routes::configure)
         })
         .listen(listener)?;
         if let Some(workers) = config.server.workers {

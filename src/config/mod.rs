@@ -20,9 +20,11 @@ use crate::kms::KekUri;
 use crate::kms::keyring::DecodeFailure;
 use crate::protocol::Namespace;
 
+mod audit;
 mod auth;
 mod kms;
 
+pub use audit::*;
 pub use auth::*;
 pub use kms::*;
 
@@ -42,6 +44,7 @@ pub struct Config {
     pub namespaces: Vec<NamespaceRule>,
     pub cache: CacheConfig,
     pub legacy: LegacyConfig,
+    pub audit: AuditConfig,
     pub log: LogConfig,
 }
 
@@ -60,6 +63,28 @@ pub struct ServerConfig {
     pub max_decompressed_bytes: usize,
     /// HTTP worker threads; default: one per core.
     pub workers: Option<usize>,
+    /// On SIGTERM/SIGINT: stop accepting, then give in-flight requests this long to finish.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+    /// Serve HTTPS (HTTP/1.1 and HTTP/2) with these files; the Web UI sends tokens only to https://.
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[server.tls]`: PEM files, re-read when they change (cert-manager renewals need no restart).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// PKCS#8, PKCS#1 or SEC1 private key.
+    pub key_file: PathBuf,
+    /// How often the files are checked for changes.
+    #[serde(default = "default_tls_reload_interval", with = "humantime_serde")]
+    pub reload_interval: Duration,
+}
+
+fn default_tls_reload_interval() -> Duration {
+    Duration::from_secs(10)
 }
 
 /// CORS for the Temporal Web UI.
@@ -213,6 +238,7 @@ impl Default for Config {
             namespaces: Vec::new(),
             cache: CacheConfig::default(),
             legacy: LegacyConfig::default(),
+            audit: AuditConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -228,6 +254,8 @@ impl Default for ServerConfig {
             max_payloads: 1000,
             max_decompressed_bytes: 64 << 20,
             workers: None,
+            shutdown_timeout: Duration::from_secs(30),
+            tls: None,
         }
     }
 }
@@ -366,6 +394,7 @@ impl Config {
         }
         self.validate_auth()?;
         self.validate_cors()?;
+        self.audit.validate()?;
         self.validate_keys()?;
         let e = &self.cache.encrypt;
         if e.max_payloads == 0 || e.max_age.is_zero() {
@@ -500,6 +529,14 @@ impl Config {
         Ok(())
     }
 
+    /// The audit database URL: the configured one, or the SQLite file in the data directory.
+    pub fn audit_database_url(&self) -> String {
+        match &self.audit.database_url {
+            Some(url) => url.expose().to_owned(),
+            None => format!("sqlite://{}", self.data_dir.join("audit.db").display()),
+        }
+    }
+
     /// The directory of local key files.
     pub fn local_key_dir(&self) -> PathBuf {
         self.kms.local.key_dir.clone().unwrap_or_else(|| self.data_dir.join("keys"))
@@ -525,8 +562,8 @@ fn is_loopback_url(url: &str) -> bool {
 /// Top-level sections an environment variable may set. Anything else under `CODEC_` is ignored: the
 /// variables Kubernetes injects for a Service named `codec…` (`CODEC_SERVER_PORT`, `CODEC_SERVICE_HOST`)
 /// must not stop the server from starting.
-const ENV_SECTIONS: [&str; 10] =
-    ["data_dir", "server", "cors", "auth", "kms", "keyrings", "namespaces", "cache", "legacy", "log"];
+const ENV_SECTIONS: [&str; 11] =
+    ["data_dir", "server", "cors", "auth", "kms", "keyrings", "namespaces", "cache", "legacy", "audit", "log"];
 
 fn is_config_env_key(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
