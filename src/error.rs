@@ -10,9 +10,13 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{ALLOW, CONTENT_TYPE, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use actix_web::{HttpResponse, ResponseError};
 
+use crate::audit::AuditError;
 use crate::auth::AuthError;
 use crate::codec::CodecError;
 use crate::protocol::ProtocolError;
+
+/// How long a client should wait after a fail-closed audit refusal (the writer retries within seconds).
+const AUDIT_RETRY_AFTER: Duration = Duration::from_secs(2);
 
 /// Every error a request can end in.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +27,8 @@ pub enum ApiError {
     Auth(#[from] AuthError),
     #[error(transparent)]
     Codec(#[from] CodecError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
     #[error("no such route")]
     NotFound,
     #[error("method not allowed")]
@@ -67,6 +73,7 @@ impl ApiError {
                 CodecError::PayloadTooLarge { .. } => (S::PAYLOAD_TOO_LARGE, "payload-too-large"),
                 CodecError::EncodeFailed(_) => (S::INTERNAL_SERVER_ERROR, "encode-failed"),
             },
+            ApiError::Audit(_) => (S::SERVICE_UNAVAILABLE, "audit-unavailable"),
             ApiError::NotFound => (S::NOT_FOUND, "not-found"),
             ApiError::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "method-not-allowed"),
             ApiError::DownloadUnsupported => (S::NOT_IMPLEMENTED, "download-unsupported"),
@@ -75,6 +82,7 @@ impl ApiError {
         let message = match self {
             ApiError::Codec(CodecError::Unavailable { .. }) => "key service unavailable; retry later".to_owned(),
             ApiError::Codec(CodecError::EncodeFailed(_)) => "encryption failed; nothing was returned".to_owned(),
+            ApiError::Audit(_) => "the audit log is unavailable, so nothing was released; retry later".to_owned(),
             other => other.to_string(),
         };
         ErrorParts { status, code, message }
@@ -83,6 +91,7 @@ impl ApiError {
     fn retry_after(&self) -> Option<Duration> {
         match self {
             ApiError::Codec(CodecError::Unavailable { retry_after }) => Some(*retry_after),
+            ApiError::Audit(_) => Some(AUDIT_RETRY_AFTER),
             _ => None,
         }
     }
@@ -147,12 +156,13 @@ mod tests {
             (ProtocolError::InvalidNamespace.into(), 400, "invalid-namespace"),
             (ProtocolError::BodyRead.into(), 400, "body-read-failed"),
             (AuthError::Unauthenticated(AuthFailure::Missing).into(), 401, "unauthenticated"),
-            (AuthError::Forbidden { op: "decode", namespace: "a".into() }.into(), 403, "forbidden"),
+            (AuthError::Forbidden { op: "decode", namespace: "a".into(), identity: None }.into(), 403, "forbidden"),
             (CodecError::UnknownNamespace("a".into()).into(), 400, "unknown-namespace"),
             (CodecError::Unavailable { retry_after: Duration::from_secs(2) }.into(), 503, "kms-unavailable"),
             (CodecError::DecodeFailed { indexes: vec![1] }.into(), 400, "decode-failed"),
             (CodecError::PayloadTooLarge { index: 0 }.into(), 413, "payload-too-large"),
             (CodecError::EncodeFailed(KmsErrorOrEnvelope::Envelope(EnvelopeError::Seal)).into(), 500, "encode-failed"),
+            (AuditError::Unavailable.into(), 503, "audit-unavailable"),
             (ApiError::NotFound, 404, "not-found"),
             (ApiError::MethodNotAllowed, 405, "method-not-allowed"),
             (ApiError::DownloadUnsupported, 501, "download-unsupported"),

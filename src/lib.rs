@@ -7,6 +7,7 @@
 //! Follow a request from `routes`: `protocol` turns HTTP into clean values, `auth` makes the `Grant`,
 //! `codec` seals or opens payloads with keys from `kms`, and `error` maps every failure to a response.
 
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod clock;
@@ -15,9 +16,12 @@ pub mod config;
 pub mod error;
 pub mod glob;
 pub mod kms;
+pub mod metrics;
 pub mod protocol;
+pub mod readiness;
 pub mod request_id;
 pub mod routes;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
+pub mod tls;

@@ -1,11 +1,18 @@
 //! Request ids: accept a well-formed `X-Request-Id` from the caller (or the ingress), otherwise make one;
 //! echo it on the response and keep it in the request extensions for logs and audit events.
+//!
+//! The middleware also opens a `request` span carrying `request_id`, so every log line written while the
+//! request is served carries the id, and writes one access-log line per request: method, path (never the
+//! query string), status and latency — never headers, tokens or bodies.
+
+use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, HttpRequest};
+use tracing::Instrument;
 
 /// The header carrying the id both ways.
 pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
@@ -46,7 +53,25 @@ pub async fn middleware(
 ) -> Result<ServiceResponse<impl MessageBody + 'static>, actix_web::Error> {
     let id = req.headers().get(&HEADER).and_then(RequestId::accept).unwrap_or_else(RequestId::generate);
     req.extensions_mut().insert(id.clone());
-    let mut res = next.call(req).await?;
+    let span = tracing::info_span!("request", request_id = id.as_str());
+    let method = req.method().clone();
+    // `path()` has no query string; the path itself is what the router saw (printable ASCII only).
+    let path = req.path().to_owned();
+    let started = Instant::now();
+    let result = next.call(req).instrument(span.clone()).await;
+    let status = match &result {
+        Ok(res) => res.status(),
+        Err(e) => e.as_response_error().status_code(),
+    };
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let _entered = span.enter();
+    // Probes and scrapes arrive every few seconds from every kubelet and Prometheus: debug, not info.
+    if matches!(path.as_str(), "/healthz" | "/readyz" | "/metrics") {
+        tracing::debug!(%method, %path, status = status.as_u16(), latency_ms, "Request served.");
+    } else {
+        tracing::info!(%method, %path, status = status.as_u16(), latency_ms, "Request served.");
+    }
+    let mut res = result?;
     if let Ok(value) = HeaderValue::from_str(id.as_str()) {
         res.headers_mut().insert(HEADER, value);
     }

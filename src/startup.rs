@@ -1,4 +1,5 @@
-//! Builds and runs the HTTP server: listener, CORS, routes, shared state.
+//! Builds and runs the HTTP server: listener (plain or TLS), middleware (request ids and access log,
+//! metrics, CORS), routes, shared state, and the graceful-shutdown deadline.
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 
+use crate::audit::Audit;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, CorsConfig, Mode};
 use crate::state::AppState;
@@ -30,7 +32,22 @@ impl Application {
 
     /// Binds the listener (port 0 picks a free port) and builds the state with `clock`.
     pub async fn build_with_clock(config: &Config, mode: Mode, clock: Arc<dyn Clock>) -> anyhow::Result<Application> {
-        let state = web::Data::new(AppState::build(config, mode, clock).await?);
+        let audit = Audit::start(&config.audit, &config.audit_database_url())
+            .await
+            .context("cannot start the audit log (audit.database_url)")?;
+        let state = web::Data::new(AppState::build(config, mode, clock, audit).await?);
+        let tls = match &config.server.tls {
+            Some(tls) => {
+                let resolver = crate::tls::ReloadingCertificate::load(tls, state.metrics.clone())
+                    .context("[server.tls]: cannot load the certificate and key")?;
+                resolver.watch(tls.reload_interval);
+                Some(crate::tls::server_config(resolver)?)
+            }
+            None => {
+                warn_if_plain_http(config);
+                None
+            }
+        };
         let listener = TcpListener::bind(config.server.listen)
             .with_context(|| format!("cannot listen on {}", config.server.listen))?;
         let port = listener.local_addr()?.port();
@@ -39,11 +56,18 @@ impl Application {
         let mut server = HttpServer::new(move || {
             App::new()
                 .wrap(cors_middleware(&cors))
+                .wrap(actix_web::middleware::from_fn(crate::metrics::middleware))
                 .wrap(actix_web::middleware::from_fn(crate::request_id::middleware))
                 .app_data(app_state.clone())
                 .configure(crate::routes::configure)
         })
-        .listen(listener)?;
+        // On SIGTERM/SIGINT actix stops accepting, lets in-flight requests finish for this long, then
+        // `run_until_stopped` returns (whole seconds: round up so a configured deadline is never cut short).
+        .shutdown_timeout(config.server.shutdown_timeout.as_secs_f64().ceil() as u64);
+        server = match tls {
+            Some(tls) => server.listen_rustls_0_23(listener, tls)?,
+            None => server.listen(listener)?,
+        };
         if let Some(workers) = config.server.workers {
             server = server.workers(workers);
         }
@@ -62,7 +86,21 @@ impl Application {
 
     /// Serves until the server is stopped (SIGINT/SIGTERM stop it gracefully).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let served = self.server.await;
+        // In-flight requests are done: write every queued audit event before exiting.
+        self.state.audit.shutdown().await;
+        served
+    }
+}
+
+/// Tokens over plain HTTP are readable on the network; an ingress may terminate TLS, so only warn.
+fn warn_if_plain_http(config: &Config) {
+    let jwt = config.auth.mode == Some(crate::config::AuthModeConfig::Jwt);
+    if jwt && !config.server.listen.ip().is_loopback() {
+        tracing::warn!(
+            listen = %config.server.listen,
+            "Serving plain HTTP on a non-loopback address with auth enabled: bearer tokens cross the network in clear unless an ingress terminates TLS in front. Set [server.tls] to serve HTTPS."
+        );
     }
 }
 

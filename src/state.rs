@@ -4,6 +4,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use anyhow::Context;
+
+use crate::audit::Audit;
 use zeroize::Zeroizing;
 
 use crate::auth::jwks::{JwksCache, JwksSettings, KeySource, static_keys};
@@ -31,14 +33,23 @@ pub struct AppState {
     pub authorizer: Authorizer,
     pub codec: Codec,
     pub kms_stats: Arc<KmsStats>,
+    pub audit: Audit,
+    pub clock: Arc<dyn Clock>,
+    /// HTTP request and TLS reload series for `/metrics` (the other series are read from their modules).
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// `/readyz` checks: `config` and `kms:<provider>` for every backend in use.
+    pub readiness: crate::readiness::Readiness,
 }
 
 impl AppState {
-    /// Builds the state: loads keys, wires backends into keyrings and caches.
-    pub async fn build(config: &Config, mode: Mode, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
+    /// Builds the state: loads keys, wires backends into keyrings and caches. `audit` is started by the
+    /// server (`Audit::start`); the CLI's offline commands pass `Audit::disabled()`.
+    pub async fn build(config: &Config, mode: Mode, clock: Arc<dyn Clock>, audit: Audit) -> anyhow::Result<AppState> {
         let kms_stats = Arc::new(KmsStats::default());
         let backends = build_backends(config, mode, &kms_stats).await?;
         let registry = build_registry(config, &backends)?;
+        let mut readiness = crate::readiness::Readiness::new(clock.clone());
+        readiness.add_kms_backends(&backends);
         let encrypt = &config.cache.encrypt;
         let encrypt_cache = EncryptCache::new(
             EncryptLimits {
@@ -62,8 +73,9 @@ impl AppState {
             default_namespace: config.server.default_namespace.as_deref().and_then(Namespace::parse),
             limits: Limits { max_body_bytes: config.server.max_body_bytes, max_payloads: config.server.max_payloads },
         };
-        let authorizer = build_authorizer(config, clock)?;
-        Ok(AppState { protocol, authorizer, codec, kms_stats })
+        let authorizer = build_authorizer(config, clock.clone())?;
+        let metrics = Arc::default();
+        Ok(AppState { protocol, authorizer, codec, kms_stats, audit, clock, metrics, readiness })
     }
 }
 

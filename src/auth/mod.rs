@@ -10,6 +10,7 @@ pub mod policy;
 pub mod verify;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use actix_web::http::header::HeaderMap;
 
@@ -68,8 +69,9 @@ impl Grant {
 pub enum Authorization {
     /// Go ahead, with this proof.
     Granted(Grant),
-    /// Denied under `on_deny = "passthrough"` (decode only): answer with the payloads unchanged.
-    PassThrough,
+    /// Denied under `on_deny = "passthrough"` (decode only): answer with the payloads unchanged. Holds
+    /// the caller when the token was valid (for the audit log).
+    PassThrough { identity: Option<Arc<Identity>> },
 }
 
 /// Authentication and authorization failures.
@@ -78,7 +80,12 @@ pub enum AuthError {
     #[error("missing or invalid bearer token")]
     Unauthenticated(AuthFailure),
     #[error("not allowed to {op} in namespace {namespace}")]
-    Forbidden { op: &'static str, namespace: String },
+    Forbidden {
+        op: &'static str,
+        namespace: String,
+        /// The authenticated caller who was refused (for the audit log; never in the message).
+        identity: Option<Arc<Identity>>,
+    },
 }
 
 /// How requests are authenticated.
@@ -89,15 +96,41 @@ pub enum AuthMode {
     Jwt { verifier: TokenVerifier, policies: Arc<PolicyStore> },
 }
 
+/// Refused requests since start, by reason (`/metrics`); never anything about the token itself.
+#[derive(Debug, Default)]
+pub struct AuthFailureCounts {
+    unauthenticated: [AtomicU64; AuthFailure::ALL.len()],
+    forbidden: AtomicU64,
+}
+
+impl AuthFailureCounts {
+    /// `(reason, count)` for every reason, zeros included: the `AuthFailure` labels, then `forbidden`
+    /// (a verified caller whose policy denies the operation).
+    pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+        let mut counts: Vec<_> = AuthFailure::ALL
+            .iter()
+            .map(|f| (f.as_str(), self.unauthenticated[*f as usize].load(Ordering::Relaxed)))
+            .collect();
+        counts.push(("forbidden", self.forbidden.load(Ordering::Relaxed)));
+        counts
+    }
+}
+
 /// Decides requests.
 pub struct Authorizer {
     mode: AuthMode,
+    failures: AuthFailureCounts,
 }
 
 impl Authorizer {
     /// An authorizer for the configured mode.
     pub fn new(mode: AuthMode) -> Authorizer {
-        Authorizer { mode }
+        Authorizer { mode, failures: AuthFailureCounts::default() }
+    }
+
+    /// Refusals so far, by reason.
+    pub fn failures(&self) -> &AuthFailureCounts {
+        &self.failures
     }
 
     /// The mode (tests and diagnostics).
@@ -117,22 +150,29 @@ impl Authorizer {
             AuthMode::Disabled => return Ok(grant(Subject::Anonymous)),
             AuthMode::Jwt { verifier, policies } => (verifier, policies.current()),
         };
-        let deny = |on_deny: OnDeny, error: AuthError| match (on_deny, op) {
-            (OnDeny::Passthrough, CodecOp::Decode) => Ok(Authorization::PassThrough),
+        let deny = |on_deny: OnDeny, error: AuthError, identity: Option<Arc<Identity>>| match (on_deny, op) {
+            (OnDeny::Passthrough, CodecOp::Decode) => Ok(Authorization::PassThrough { identity }),
             _ => Err(error),
         };
         let identity = match verifier.authenticate(headers).await {
             Ok(identity) => identity,
             Err(failure) => {
+                self.failures.unauthenticated[failure as usize].fetch_add(1, Ordering::Relaxed);
                 tracing::info!(%namespace, op = op.as_str(), reason = failure.as_str(), "Authentication failed.");
-                return deny(policies.on_deny(namespace), AuthError::Unauthenticated(failure));
+                return deny(policies.on_deny(namespace), AuthError::Unauthenticated(failure), None);
             }
         };
         match policies.decide(&identity, namespace, op) {
             Decision::Allow => Ok(grant(Subject::User(identity))),
             Decision::Deny(on_deny) => {
+                self.failures.forbidden.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(%namespace, op = op.as_str(), "Policy denied the request.");
-                deny(on_deny, AuthError::Forbidden { op: op.as_str(), namespace: namespace.to_string() })
+                let error = AuthError::Forbidden {
+                    op: op.as_str(),
+                    namespace: namespace.to_string(),
+                    identity: Some(identity.clone()),
+                };
+                deny(on_deny, error, Some(identity))
             }
         }
     }

@@ -48,6 +48,19 @@ pub enum AuthFailure {
 }
 
 impl AuthFailure {
+    /// Every reason, in declaration order (`as usize` indexes this array).
+    pub const ALL: [AuthFailure; 9] = [
+        AuthFailure::Missing,
+        AuthFailure::Malformed,
+        AuthFailure::UnknownIssuer,
+        AuthFailure::Algorithm,
+        AuthFailure::Key,
+        AuthFailure::Invalid,
+        AuthFailure::Expired,
+        AuthFailure::NotYetValid,
+        AuthFailure::IdToken,
+    ];
+
     /// Label for metrics and logs.
     pub fn as_str(self) -> &'static str {
         match self {

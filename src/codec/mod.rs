@@ -14,6 +14,7 @@ pub mod random;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use prost::Message;
@@ -102,9 +103,29 @@ pub struct Decoded {
     pub kek_refs: BTreeSet<String>,
 }
 
+/// Payloads handled since start, by outcome (`/metrics`).
+#[derive(Debug, Default)]
+pub struct PayloadCounts {
+    /// Sealed by encode.
+    pub sealed: AtomicU64,
+    /// Opened by decode (ours or legacy).
+    pub opened: AtomicU64,
+    /// Returned unchanged by decode because they are not ours.
+    pub passed_through: AtomicU64,
+    /// Failed to open (rejected, or kept encoded under `decode_failure = "keep-encoded"`).
+    pub failed: AtomicU64,
+}
+
+impl PayloadCounts {
+    fn add(counter: &AtomicU64, n: usize) {
+        counter.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
 /// Runs encode and decode for authorized requests.
 pub struct Codec {
     registry: KeyringRegistry,
+    counts: PayloadCounts,
     encrypt_cache: EncryptCache,
     decrypt_cache: DecryptCache,
     legacy: LegacyKeys,
@@ -121,7 +142,19 @@ impl Codec {
         legacy: LegacyKeys,
         max_decompressed_bytes: usize,
     ) -> Codec {
-        Codec { registry, encrypt_cache, decrypt_cache, legacy, max_decompressed_bytes }
+        Codec {
+            registry,
+            counts: PayloadCounts::default(),
+            encrypt_cache,
+            decrypt_cache,
+            legacy,
+            max_decompressed_bytes,
+        }
+    }
+
+    /// Payloads handled so far (metrics, tests).
+    pub fn payload_counts(&self) -> &PayloadCounts {
+        &self.counts
     }
 
     /// The encrypt-side DEK cache (metrics, tests).
@@ -176,6 +209,7 @@ impl Codec {
             ]);
             sealed.push(Payload { metadata, data, external_payloads: Vec::new() });
         }
+        PayloadCounts::add(&self.counts.sealed, sealed.len());
         Ok(Encoded { payloads: sealed, kek_refs })
     }
 
@@ -211,6 +245,9 @@ impl Codec {
         if let Some(retry_after) = unavailable {
             return Err(CodecError::Unavailable { retry_after });
         }
+        PayloadCounts::add(&self.counts.opened, decoded);
+        PayloadCounts::add(&self.counts.failed, failed.len());
+        PayloadCounts::add(&self.counts.passed_through, out.len() - decoded - failed.len());
         if !failed.is_empty() && keys.decode_failure == DecodeFailure::Reject {
             return Err(CodecError::DecodeFailed { indexes: failed });
         }

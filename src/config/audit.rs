@@ -69,8 +69,10 @@ impl AuditConfig {
         if self.queue_capacity == 0 || self.batch_size == 0 || self.max_connections == 0 {
             anyhow::bail!("audit.queue_capacity, audit.batch_size and audit.max_connections must be at least 1");
         }
-        if self.batch_size > 5_000 {
-            anyhow::bail!("audit.batch_size must be at most 5000 (one insert statement per batch)");
+        if self.batch_size > 4_000 {
+            anyhow::bail!(
+                "audit.batch_size must be at most 4000 (one insert statement per batch; PostgreSQL allows 65535 parameters)"
+            );
         }
         if self.write_timeout.is_zero() || self.flush_interval.is_zero() {
             anyhow::bail!("audit.write_timeout and audit.flush_interval must be greater than zero");

@@ -197,6 +197,11 @@ pub enum LogFormat {
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
     /// The secret value.
     pub fn expose(&self) -> &str {
         &self.0
@@ -391,6 +396,11 @@ impl Config {
         }
         if !s.path_prefix.is_empty() && !s.path_prefix.starts_with('/') {
             bail!("server.path_prefix must start with '/', e.g. \"/codec\"");
+        }
+        if let Some(tls) = &s.tls
+            && tls.reload_interval.is_zero()
+        {
+            bail!("server.tls.reload_interval must be greater than zero, e.g. \"10s\"");
         }
         self.validate_auth()?;
         self.validate_cors()?;

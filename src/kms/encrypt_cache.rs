@@ -98,6 +98,7 @@ pub struct EncryptCache {
     clock: Arc<dyn Clock>,
     slots: Mutex<HashMap<(Namespace, String), Arc<Slot>>>,
     created: AtomicU64,
+    reused: AtomicU64,
 }
 
 /// Why no data key could be leased.
@@ -113,7 +114,7 @@ pub enum LeaseError {
 impl EncryptCache {
     /// An empty cache.
     pub fn new(limits: EncryptLimits, clock: Arc<dyn Clock>) -> EncryptCache {
-        EncryptCache { limits, clock, slots: Mutex::default(), created: AtomicU64::new(0) }
+        EncryptCache { limits, clock, slots: Mutex::default(), created: AtomicU64::new(0), reused: AtomicU64::new(0) }
     }
 
     fn slot(&self, namespace: &Namespace, keyring: &str) -> Arc<Slot> {
@@ -136,6 +137,7 @@ impl EncryptCache {
         if let Some(current) = slot.current()
             && current.try_reserve(len, self.clock.now(), &self.limits)
         {
+            self.reused.fetch_add(1, Ordering::Relaxed);
             return Ok(current);
         }
         let _refill = slot.refill.lock().await;
@@ -143,6 +145,7 @@ impl EncryptCache {
         if let Some(current) = slot.current()
             && current.try_reserve(len, self.clock.now(), &self.limits)
         {
+            self.reused.fetch_add(1, Ordering::Relaxed);
             return Ok(current);
         }
         let (dek, edks) = keyring.new_data_key(&KmsContext::for_namespace(namespace)).await?;
@@ -164,6 +167,11 @@ impl EncryptCache {
     /// Data keys made since start.
     pub fn keys_created(&self) -> u64 {
         self.created.load(Ordering::Relaxed)
+    }
+
+    /// Leases served by a data key already in the cache (cache hits; `keys_created` counts the misses).
+    pub fn leases_reused(&self) -> u64 {
+        self.reused.load(Ordering::Relaxed)
     }
 
     /// Drops every cached DEK (key rotation, tests).

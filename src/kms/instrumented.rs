@@ -2,12 +2,13 @@
 //! tests that must show exactly how many KMS calls a request made.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use async_trait::async_trait;
 
 use super::{DataKey, KekUri, KmsBackend, KmsContext, KmsError, Provider, WrappedKey};
+use crate::metrics::Histogram;
 
 /// The KMS operations we count.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -15,6 +16,20 @@ pub enum KmsOp {
     GenerateDataKey = 0,
     Wrap = 1,
     Unwrap = 2,
+}
+
+impl KmsOp {
+    /// Every operation, in exposition order.
+    pub const ALL: [KmsOp; OPS] = [KmsOp::GenerateDataKey, KmsOp::Wrap, KmsOp::Unwrap];
+
+    /// The metrics label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KmsOp::GenerateDataKey => "generate_data_key",
+            KmsOp::Wrap => "wrap",
+            KmsOp::Unwrap => "unwrap",
+        }
+    }
 }
 
 const PROVIDERS: usize = 4;
@@ -25,12 +40,15 @@ struct Cell {
     calls: AtomicU64,
     errors: AtomicU64,
     micros: AtomicU64,
+    latency: Histogram,
 }
 
 /// Call counters shared by every instrumented backend of one server.
 #[derive(Default)]
 pub struct KmsStats {
     cells: [[Cell; OPS]; PROVIDERS],
+    /// Providers with an instrumented backend, so `/metrics` shows their series from zero.
+    in_use: [AtomicBool; PROVIDERS],
 }
 
 /// A snapshot of one counter cell.
@@ -52,8 +70,10 @@ impl KmsStats {
         if !ok {
             cell.errors.fetch_add(1, Ordering::Relaxed);
         }
-        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let elapsed = started.elapsed();
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
         cell.micros.fetch_add(micros, Ordering::Relaxed);
+        cell.latency.observe(elapsed);
     }
 
     /// Counters for one provider and operation.
@@ -64,6 +84,19 @@ impl KmsStats {
             errors: cell.errors.load(Ordering::Relaxed),
             total_micros: cell.micros.load(Ordering::Relaxed),
         }
+    }
+
+    /// The latency histogram of one provider and operation (`/metrics`).
+    pub fn latency(&self, provider: Provider, op: KmsOp) -> &Histogram {
+        &self.cell(provider, op).latency
+    }
+
+    /// Providers that have an instrumented backend, in provider order.
+    pub fn providers_in_use(&self) -> Vec<Provider> {
+        (0..PROVIDERS as u8)
+            .filter_map(Provider::from_u8)
+            .filter(|p| self.in_use[*p as usize].load(Ordering::Relaxed))
+            .collect()
     }
 
     /// Calls of every operation to every provider.
@@ -81,6 +114,7 @@ pub struct Instrumented {
 impl Instrumented {
     /// Wraps `inner`.
     pub fn new(inner: Arc<dyn KmsBackend>, stats: Arc<KmsStats>) -> Instrumented {
+        stats.in_use[inner.provider() as usize].store(true, Ordering::Relaxed);
         Instrumented { inner, stats }
     }
 }

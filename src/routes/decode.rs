@@ -2,21 +2,40 @@
 
 use actix_web::{HttpRequest, HttpResponse};
 
+use super::audit_trail::{begin_event, refused};
 use super::codec::payloads_response;
+use crate::audit::Outcome;
 use crate::auth::Authorization;
 use crate::error::ApiError;
 use crate::protocol::{CodecOp, CodecRequest};
 use crate::state::AppState;
 
-/// Authorize, open our payloads (others pass through), answer in the same order.
+/// Authorize, open our payloads (others pass through), audit, answer in the same order.
 pub async fn decode(req: &HttpRequest, request: CodecRequest, state: &AppState) -> Result<HttpResponse, ApiError> {
-    let grant = match state.authorizer.authorize(req.headers(), &request.namespace, CodecOp::Decode).await? {
-        Authorization::Granted(grant) => grant,
+    let mut event = begin_event(req, &request, state);
+    let grant = match state.authorizer.authorize(req.headers(), &request.namespace, CodecOp::Decode).await {
+        Ok(Authorization::Granted(grant)) => grant,
         // on_deny = "passthrough": Temporal's convention for callers who may not read.
-        Authorization::PassThrough => return Ok(payloads_response(request.payloads.payloads)),
+        Ok(Authorization::PassThrough { identity }) => {
+            if let Some(identity) = &identity {
+                event.identity(identity);
+            }
+            let reason = if identity.is_some() { "policy" } else { "unauthenticated" };
+            event.outcome(Outcome::PassThrough, 200, Some(reason));
+            state.audit.record(event).await?;
+            return Ok(payloads_response(request.payloads.payloads));
+        }
+        Err(error) => return Err(refused(state, event, error.into()).await),
     };
+    event.caller(grant.subject());
     let count = request.payloads.payloads.len();
-    let decoded = state.codec.decode(&grant, request.payloads.payloads).await?;
+    let decoded = match state.codec.decode(&grant, request.payloads.payloads).await {
+        Ok(decoded) => decoded,
+        Err(error) => return Err(refused(state, event, error.into()).await),
+    };
+    event.keys(&decoded.kek_refs, decoded.decoded).outcome(Outcome::Success, 200, None);
+    // Under fail-closed this returns only once the row is committed; otherwise 503 and nothing leaves.
+    state.audit.record(event).await?;
     tracing::debug!(namespace = %grant.namespace(), count, decoded = decoded.decoded, "Decoded payloads.");
     Ok(payloads_response(decoded.payloads))
 }

@@ -2,22 +2,35 @@
 
 use actix_web::{HttpRequest, HttpResponse};
 
+use super::audit_trail::{begin_event, refused};
 use super::codec::payloads_response;
+use crate::audit::Outcome;
 use crate::auth::{AuthError, Authorization};
 use crate::error::ApiError;
 use crate::protocol::{CodecOp, CodecRequest};
 use crate::state::AppState;
 
-/// Authorize, seal every payload, answer with the sealed payloads in the same order.
+/// Authorize, seal every payload, audit, answer with the sealed payloads in the same order.
 pub async fn encode(req: &HttpRequest, request: CodecRequest, state: &AppState) -> Result<HttpResponse, ApiError> {
-    let Authorization::Granted(grant) =
-        state.authorizer.authorize(req.headers(), &request.namespace, CodecOp::Encode).await?
-    else {
+    let mut event = begin_event(req, &request, state);
+    let grant = match state.authorizer.authorize(req.headers(), &request.namespace, CodecOp::Encode).await {
+        Ok(Authorization::Granted(grant)) => grant,
         // The authorizer never passes an encode through; refuse rather than echo plaintext.
-        return Err(ApiError::Auth(AuthError::Forbidden { op: "encode", namespace: request.namespace.to_string() }));
+        Ok(Authorization::PassThrough { identity }) => {
+            let namespace = request.namespace.to_string();
+            let error = AuthError::Forbidden { op: "encode", namespace, identity };
+            return Err(refused(state, event, error.into()).await);
+        }
+        Err(error) => return Err(refused(state, event, error.into()).await),
     };
+    event.caller(grant.subject());
     let count = request.payloads.payloads.len();
-    let encoded = state.codec.encode(&grant, request.payloads.payloads).await?;
+    let encoded = match state.codec.encode(&grant, request.payloads.payloads).await {
+        Ok(encoded) => encoded,
+        Err(error) => return Err(refused(state, event, error.into()).await),
+    };
+    event.keys(&encoded.kek_refs, 0).outcome(Outcome::Success, 200, None);
+    state.audit.record(event).await?;
     tracing::debug!(namespace = %grant.namespace(), count, "Encoded payloads.");
     Ok(payloads_response(encoded.payloads))
 }

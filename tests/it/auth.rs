@@ -29,7 +29,8 @@ fn rule(pattern: &str, decode: &[&str], encode: &[&str], on_deny: OnDeny) -> Pol
     }
 }
 
-fn jwt_config(c: &mut Config, jwks_url: &str) {
+/// JWT auth with the policies these tests use (also used by the audit tests).
+pub fn jwt_config(c: &mut Config, jwks_url: &str) {
     c.auth.mode = Some(AuthModeConfig::Jwt);
     c.auth.issuers = vec![issuer(jwks_url)];
     c.auth.policies = vec![

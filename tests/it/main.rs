@@ -1,5 +1,7 @@
 //! The one integration-test binary (one link on 2 cores): a real server per test on a free port.
 
+mod audit;
+mod audit_databases;
 mod auth;
 mod browser;
 mod caching;
@@ -8,6 +10,7 @@ mod cors;
 mod crypto_vectors;
 mod envelope_security;
 mod errors;
+mod helm;
 mod helpers;
 mod jws_vectors;
 #[cfg(feature = "aws-kms")]
@@ -21,6 +24,7 @@ mod kms_vault;
 mod legacy;
 mod namespaces;
 mod no_leaks;
+mod ops;
 mod protocol;
 mod roundtrip;
 mod support;

@@ -6,5 +6,9 @@ pub mod kms;
 pub mod moto;
 #[cfg(feature = "vault-transit")]
 pub mod openbao;
+pub mod postgres;
+pub mod prometheus;
+pub mod server_process;
 pub mod temporal;
+pub mod tls;
 pub mod tokens;

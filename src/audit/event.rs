@@ -1,0 +1,160 @@
+//! The audit event: who did what, in which namespace, when, and how it ended (DESIGN §7).
+//!
+//! What must stay true: an event holds identities, names and counts only — never a token, a key or a
+//! payload byte. Text the caller controls (the user agent) is truncated and kept as text.
+
+use std::collections::BTreeSet;
+
+use actix_web::HttpRequest;
+use actix_web::http::header::USER_AGENT;
+
+use crate::auth::{Identity, Subject};
+use crate::protocol::{CodecOp, Namespace};
+use crate::request_id::RequestId;
+
+/// Longest user agent kept, in bytes.
+const MAX_USER_AGENT: usize = 256;
+
+/// How a request ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The operation ran (decode: the payloads listed were opened).
+    Success,
+    /// Authentication or policy refused the request.
+    Denied,
+    /// Policy refused a decode and `on_deny = "passthrough"` returned the payloads unchanged.
+    PassThrough,
+    /// The request was authorized but failed (tampered payload, KMS down, audit unavailable).
+    Failed,
+}
+
+impl Outcome {
+    /// Stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Denied => "denied",
+            Outcome::PassThrough => "passthrough",
+            Outcome::Failed => "failed",
+        }
+    }
+
+    /// Parses a stored or typed name.
+    pub fn parse(text: &str) -> Option<Outcome> {
+        [Outcome::Success, Outcome::Denied, Outcome::PassThrough, Outcome::Failed]
+            .into_iter()
+            .find(|o| o.as_str() == text)
+    }
+}
+
+/// One row of `audit_events`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditEvent {
+    /// Unix time in milliseconds.
+    pub time_ms: i64,
+    pub request_id: String,
+    pub email: Option<String>,
+    pub subject: Option<String>,
+    pub issuer: Option<String>,
+    pub namespace: String,
+    pub operation: String,
+    pub payload_count: i64,
+    pub decoded_count: i64,
+    /// KEK URIs used, space-separated (names of keys, not keys).
+    pub kek_refs: String,
+    pub outcome: Outcome,
+    /// A stable code: the auth failure reason, `policy`, or the API error code.
+    pub reason: Option<String>,
+    pub http_status: i64,
+    pub client_addr: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl AuditEvent {
+    /// The event for a request about to be decided: identity and outcome are filled in later.
+    pub fn begin(req: &HttpRequest, namespace: &Namespace, op: CodecOp, payload_count: usize, unix_ms: i64) -> Self {
+        let user_agent = req.headers().get(USER_AGENT).and_then(|v| v.to_str().ok()).map(truncate_user_agent);
+        AuditEvent {
+            time_ms: unix_ms,
+            request_id: RequestId::of(req).as_str().to_owned(),
+            email: None,
+            subject: None,
+            issuer: None,
+            namespace: namespace.to_string(),
+            operation: op.as_str().to_owned(),
+            payload_count: i64::try_from(payload_count).unwrap_or(i64::MAX),
+            decoded_count: 0,
+            kek_refs: String::new(),
+            outcome: Outcome::Failed,
+            reason: None,
+            http_status: 500,
+            client_addr: req.peer_addr().map(|a| a.ip().to_string()),
+            user_agent,
+        }
+    }
+
+    /// Records who the caller is.
+    pub fn caller(&mut self, subject: &Subject) -> &mut Self {
+        match subject {
+            Subject::User(identity) => self.identity(identity),
+            Subject::Anonymous => self.subject = Some("anonymous".into()),
+            Subject::Operator => self.subject = Some("operator".into()),
+        }
+        self
+    }
+
+    /// Records a verified identity.
+    pub fn identity(&mut self, identity: &Identity) {
+        self.email = identity.email.clone();
+        self.subject = Some(identity.subject.clone());
+        self.issuer = Some(identity.issuer.clone());
+    }
+
+    /// Sets how the request ended.
+    pub fn outcome(&mut self, outcome: Outcome, http_status: u16, reason: Option<&str>) -> &mut Self {
+        self.outcome = outcome;
+        self.http_status = i64::from(http_status);
+        self.reason = reason.map(str::to_owned);
+        self
+    }
+
+    /// Records which KEKs were used and how many payloads were opened.
+    pub fn keys(&mut self, kek_refs: &BTreeSet<String>, decoded_count: usize) -> &mut Self {
+        self.kek_refs = kek_refs.iter().map(String::as_str).collect::<Vec<_>>().join(" ");
+        self.decoded_count = i64::try_from(decoded_count).unwrap_or(i64::MAX);
+        self
+    }
+
+    /// Whether this event releases plaintext: under fail-closed it must be persisted before the response.
+    pub fn releases_plaintext(&self) -> bool {
+        self.operation == CodecOp::Decode.as_str() && self.outcome == Outcome::Success && self.decoded_count > 0
+    }
+}
+
+fn truncate_user_agent(ua: &str) -> String {
+    let mut end = ua.len().min(MAX_USER_AGENT);
+    while !ua.is_char_boundary(end) {
+        end -= 1;
+    }
+    ua[..end].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcome_names_round_trip() {
+        for o in [Outcome::Success, Outcome::Denied, Outcome::PassThrough, Outcome::Failed] {
+            assert_eq!(Outcome::parse(o.as_str()), Some(o));
+        }
+        assert_eq!(Outcome::parse("maybe"), None);
+    }
+
+    #[test]
+    fn long_user_agents_are_cut_on_a_character_boundary() {
+        let ua = "é".repeat(200);
+        let cut = truncate_user_agent(&ua);
+        assert!(cut.len() <= MAX_USER_AGENT && cut.chars().all(|c| c == 'é'));
+    }
+}

@@ -1,0 +1,69 @@
+//! Counters the writer keeps for `/metrics` and the tests.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+/// Audit pipeline counters; all monotonic except `queue_depth`.
+#[derive(Debug, Default)]
+pub struct AuditStats {
+    /// Events accepted and not yet written (queued or in a failed batch awaiting retry).
+    queue_depth: AtomicI64,
+    /// Events persisted.
+    written: AtomicU64,
+    /// Events lost: queue full, or dropped after the database stayed down (fail-open), counted once.
+    lost: AtomicU64,
+    /// Requests refused because their event could not be queued or persisted (fail-closed).
+    refused: AtomicU64,
+    /// Batch inserts that failed.
+    write_failures: AtomicU64,
+    /// Batch inserts that succeeded, and their total latency.
+    batches: AtomicU64,
+    batch_micros: AtomicU64,
+}
+
+/// A consistent-enough copy of the counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AuditSnapshot {
+    pub queue_depth: i64,
+    pub written: u64,
+    pub lost: u64,
+    pub refused: u64,
+    pub write_failures: u64,
+    pub batches: u64,
+    pub batch_micros: u64,
+}
+
+impl AuditStats {
+    pub(super) fn queued(&self, n: usize) {
+        self.queue_depth.fetch_add(n as i64, Ordering::Relaxed);
+    }
+    pub(super) fn dequeued(&self, n: usize) {
+        self.queue_depth.fetch_sub(n as i64, Ordering::Relaxed);
+    }
+    pub(super) fn written(&self, n: usize, micros: u64) {
+        self.written.fetch_add(n as u64, Ordering::Relaxed);
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.batch_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+    pub(super) fn lost(&self, n: usize) {
+        self.lost.fetch_add(n as u64, Ordering::Relaxed);
+    }
+    pub(super) fn refused(&self) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(super) fn write_failed(&self) {
+        self.write_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The current values.
+    pub fn snapshot(&self) -> AuditSnapshot {
+        AuditSnapshot {
+            queue_depth: self.queue_depth.load(Ordering::Relaxed),
+            written: self.written.load(Ordering::Relaxed),
+            lost: self.lost.load(Ordering::Relaxed),
+            refused: self.refused.load(Ordering::Relaxed),
+            write_failures: self.write_failures.load(Ordering::Relaxed),
+            batches: self.batches.load(Ordering::Relaxed),
+            batch_micros: self.batch_micros.load(Ordering::Relaxed),
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! The audit database: SQLite (a file, the embedded default) or PostgreSQL (several replicas).
+//!
+//! Runtime queries only (no compile-time database); the schema is in `migrations/{sqlite,postgres}/`,
+//! embedded in the binary so an image needs no migration files beside it. Both schemas have the same
+//! columns and types as seen from here (integers are i64), so one set of statements serves both.
+
+use std::borrow::Cow;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, QueryBuilder, Row, SqlStr, SqlitePool};
+
+use super::AuditError;
+use super::event::{AuditEvent, Outcome};
+
+/// The columns written, in order.
+const COLUMNS: &str = "time_ms, request_id, email, subject, issuer, namespace, operation, payload_count, \
+     decoded_count, kek_refs, outcome, reason, http_status, client_addr, user_agent";
+
+/// A connected audit database.
+#[derive(Clone, Debug)]
+pub enum AuditStore {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$pool` bound to whichever pool the store holds (the statements are the same).
+macro_rules! with_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match $store {
+            AuditStore::Sqlite($pool) => $body,
+            AuditStore::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// Filters for `audit query`; every field narrows the result.
+#[derive(Clone, Debug, Default)]
+pub struct AuditFilter {
+    pub namespace: Option<String>,
+    pub email: Option<String>,
+    pub operation: Option<String>,
+    pub outcome: Option<Outcome>,
+    /// Inclusive lower bound, Unix milliseconds.
+    pub since_ms: Option<i64>,
+    /// Exclusive upper bound, Unix milliseconds.
+    pub until_ms: Option<i64>,
+    pub limit: i64,
+}
+
+impl AuditStore {
+    /// Connects (lazily: the pool opens connections on first use, so a database that is down at start
+    /// shows in `/readyz` instead of stopping the server). A SQLite file is created if missing.
+    pub fn connect(url: &str, max_connections: u32, acquire_timeout: Duration) -> Result<AuditStore, AuditError> {
+        if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)
+                .map_err(|e| AuditError::Config(format!("audit.database_url is not a valid SQLite URL: {e}")))?
+                .create_if_missing(true)
+                // WAL: readers (audit query) never block the writer; NORMAL: durable across a process
+                // crash, one fsync per checkpoint instead of per commit.
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(acquire_timeout);
+            if let Some(dir) = options.get_filename().parent()
+                && !dir.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    AuditError::Config(format!("cannot create the audit database directory {}: {e}", dir.display()))
+                })?;
+            }
+            let pool = SqlitePoolOptions::new()
+                .max_connections(max_connections)
+                .acquire_timeout(acquire_timeout)
+                .connect_lazy_with(options);
+            Ok(AuditStore::Sqlite(pool))
+        } else {
+            let options = PgConnectOptions::from_str(url)
+                .map_err(|_| AuditError::Config("audit.database_url is not a valid PostgreSQL URL".into()))?
+                .application_name("codec-server");
+            let pool = PgPoolOptions::new()
+                .max_connections(max_connections)
+                .acquire_timeout(acquire_timeout)
+                .connect_lazy_with(options);
+            Ok(AuditStore::Postgres(pool))
+        }
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AuditStore::Sqlite(_) => "sqlite",
+            AuditStore::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Applies pending migrations; returns how many ran.
+    pub async fn migrate(&self) -> Result<usize, AuditError> {
+        let migrator = self.migrator();
+        let before = self.applied_migrations().await.unwrap_or(0);
+        with_pool!(self, pool => migrator.run(pool).await).map_err(|e| AuditError::Migrate(e.to_string()))?;
+        let after = self.applied_migrations().await?;
+        Ok(after.saturating_sub(before))
+    }
+
+    async fn applied_migrations(&self) -> Result<usize, AuditError> {
+        let sql = "SELECT COUNT(*) FROM _sqlx_migrations WHERE success";
+        let n: i64 = with_pool!(self, pool => sqlx::query_scalar(sql).fetch_one(pool).await)?;
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+
+    fn migrator(&self) -> Migrator {
+        let files: &[(i64, &'static str, &'static str)] = match self {
+            AuditStore::Sqlite(_) => {
+                &[(1, "audit events", include_str!("../../migrations/sqlite/0001_audit_events.sql"))]
+            }
+            AuditStore::Postgres(_) => {
+                &[(1, "audit events", include_str!("../../migrations/postgres/0001_audit_events.sql"))]
+            }
+        };
+        let migrations = files
+            .iter()
+            .map(|(version, description, sql)| {
+                Migration::new(
+                    *version,
+                    Cow::Borrowed(*description),
+                    MigrationType::Simple,
+                    SqlStr::from_static(sql),
+                    false,
+                )
+            })
+            .collect();
+        Migrator::with_migrations(migrations)
+    }
+
+    /// Inserts the events with one statement (one transaction).
+    pub async fn insert(&self, events: &[AuditEvent]) -> Result<(), AuditError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        with_pool!(self, pool => {
+            let mut q = QueryBuilder::new(format!("INSERT INTO audit_events ({COLUMNS}) "));
+            q.push_values(events, |mut row, e| {
+                row.push_bind(e.time_ms)
+                    .push_bind(e.request_id.as_str())
+                    .push_bind(e.email.as_deref())
+                    .push_bind(e.subject.as_deref())
+                    .push_bind(e.issuer.as_deref())
+                    .push_bind(e.namespace.as_str())
+                    .push_bind(e.operation.as_str())
+                    .push_bind(e.payload_count)
+                    .push_bind(e.decoded_count)
+                    .push_bind(e.kek_refs.as_str())
+                    .push_bind(e.outcome.as_str())
+                    .push_bind(e.reason.as_deref())
+                    .push_bind(e.http_status)
+                    .push_bind(e.client_addr.as_deref())
+                    .push_bind(e.user_agent.as_deref());
+            });
+            q.build().execute(pool).await.map(|_| ())
+        })?;
+        Ok(())
+    }
+
+    /// Events matching `filter`, newest first.
+    pub async fn query(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, AuditError> {
+        with_pool!(self, pool => {
+            let mut q = QueryBuilder::new(format!("SELECT {COLUMNS} FROM audit_events WHERE 1 = 1"));
+            if let Some(v) = &filter.namespace {
+                q.push(" AND namespace = ").push_bind(v.as_str());
+            }
+            if let Some(v) = &filter.email {
+                q.push(" AND email = ").push_bind(v.to_ascii_lowercase());
+            }
+            if let Some(v) = &filter.operation {
+                q.push(" AND operation = ").push_bind(v.as_str());
+            }
+            if let Some(v) = filter.outcome {
+                q.push(" AND outcome = ").push_bind(v.as_str());
+            }
+            if let Some(v) = filter.since_ms {
+                q.push(" AND time_ms >= ").push_bind(v);
+            }
+            if let Some(v) = filter.until_ms {
+                q.push(" AND time_ms < ").push_bind(v);
+            }
+            q.push(" ORDER BY time_ms DESC, id DESC LIMIT ").push_bind(filter.limit);
+            let rows = q.build().fetch_all(pool).await?;
+            rows.iter().map(|row| Ok(AuditEvent {
+                time_ms: row.try_get("time_ms")?,
+                request_id: row.try_get("request_id")?,
+                email: row.try_get("email")?,
+                subject: row.try_get("subject")?,
+                issuer: row.try_get("issuer")?,
+                namespace: row.try_get("namespace")?,
+                operation: row.try_get("operation")?,
+                payload_count: row.try_get("payload_count")?,
+                decoded_count: row.try_get("decoded_count")?,
+                kek_refs: row.try_get("kek_refs")?,
+                outcome: {
+                    let text: String = row.try_get("outcome")?;
+                    Outcome::parse(&text).ok_or(AuditError::Corrupt("outcome"))?
+                },
+                reason: row.try_get("reason")?,
+                http_status: row.try_get("http_status")?,
+                client_addr: row.try_get("client_addr")?,
+                user_agent: row.try_get("user_agent")?,
+            })).collect()
+        })
+    }
+
+    /// Number of stored events.
+    pub async fn count(&self) -> Result<i64, AuditError> {
+        let sql = "SELECT COUNT(*) FROM audit_events";
+        Ok(with_pool!(self, pool => sqlx::query_scalar(sql).fetch_one(pool).await)?)
+    }
+
+    /// Deletes events older than `before_ms`; returns how many.
+    pub async fn prune(&self, before_ms: i64) -> Result<u64, AuditError> {
+        let done = with_pool!(self, pool => {
+            sqlx::query("DELETE FROM audit_events WHERE time_ms < $1").bind(before_ms).execute(pool).await?
+                .rows_affected()
+        });
+        Ok(done)
+    }
+
+    /// A cheap round trip, for `/readyz` and for noticing that the database is back.
+    pub async fn ping(&self) -> Result<(), AuditError> {
+        with_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        with_pool!(self, pool => pool.close().await);
+    }
+}

@@ -1,0 +1,244 @@
+//! `codec-server migrate` and `codec-server audit query|prune`: the audit database from the shell.
+
+use std::io::Write;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use clap::{Subcommand, ValueEnum};
+
+use crate::audit::{AuditEvent, AuditFilter, AuditStore, Outcome, now_millis};
+use crate::config::Config;
+
+/// `audit` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Print events, newest first.
+    Query {
+        #[arg(long)]
+        namespace: Option<String>,
+        #[arg(long)]
+        email: Option<String>,
+        /// encode or decode.
+        #[arg(long)]
+        operation: Option<String>,
+        /// success, denied, passthrough or failed.
+        #[arg(long)]
+        outcome: Option<String>,
+        /// Start: an RFC 3339 time (2026-11-01T00:00:00Z) or an age (24h, 7d).
+        #[arg(long)]
+        since: Option<String>,
+        /// End (exclusive): an RFC 3339 time or an age.
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Delete events older than a duration, e.g. `--older-than 400d`.
+    Prune {
+        #[arg(long, value_parser = humantime::parse_duration)]
+        older_than: Duration,
+    },
+}
+
+/// Output formats of `audit query`.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Format {
+    Table,
+    /// One JSON object per line.
+    Json,
+    Csv,
+}
+
+/// Connects to the configured audit database (no migrations: `migrate` does that).
+async fn open(config: &Config) -> anyhow::Result<AuditStore> {
+    let url = config.audit_database_url();
+    let store = AuditStore::connect(&url, 1, config.audit.write_timeout)?;
+    store.ping().await.context("cannot reach the audit database (audit.database_url)")?;
+    Ok(store)
+}
+
+/// `codec-server migrate`.
+pub async fn migrate(config: &Config) -> anyhow::Result<()> {
+    let store = open(config).await?;
+    let applied = store.migrate().await?;
+    println!("{}: {applied} migration(s) applied; schema is current", store.kind());
+    store.close().await;
+    Ok(())
+}
+
+/// `codec-server audit …`.
+pub async fn run(config: &Config, command: AuditCommand) -> anyhow::Result<()> {
+    let store = open(config).await?;
+    match command {
+        AuditCommand::Query { namespace, email, operation, outcome, since, until, limit, format } => {
+            if !(1..=1_000_000).contains(&limit) {
+                bail!("--limit must be between 1 and 1000000");
+            }
+            let outcome = match outcome {
+                Some(text) => Some(
+                    Outcome::parse(&text)
+                        .with_context(|| format!("--outcome `{text}`: use success, denied, passthrough or failed"))?,
+                ),
+                None => None,
+            };
+            if let Some(op) = &operation
+                && !matches!(op.as_str(), "encode" | "decode")
+            {
+                bail!("--operation `{op}`: use encode or decode");
+            }
+            let filter = AuditFilter {
+                namespace,
+                email,
+                operation,
+                outcome,
+                since_ms: since.as_deref().map(parse_time).transpose().context("--since")?,
+                until_ms: until.as_deref().map(parse_time).transpose().context("--until")?,
+                limit,
+            };
+            let events = store.query(&filter).await?;
+            let mut out = std::io::stdout().lock();
+            print_events(&mut out, &events, format)?;
+        }
+        AuditCommand::Prune { older_than } => {
+            let cutoff = now_millis().saturating_sub(i64::try_from(older_than.as_millis()).unwrap_or(i64::MAX));
+            let deleted = store.prune(cutoff).await?;
+            println!("deleted {deleted} event(s) older than {}", format_time(cutoff));
+        }
+    }
+    store.close().await;
+    Ok(())
+}
+
+/// An RFC 3339 time, or an age counted back from now.
+fn parse_time(text: &str) -> anyhow::Result<i64> {
+    if let Ok(age) = humantime::parse_duration(text) {
+        return Ok(now_millis().saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX)));
+    }
+    let time = humantime::parse_rfc3339_weak(text)
+        .with_context(|| format!("`{text}` is neither an RFC 3339 time (2026-11-01T00:00:00Z) nor an age (24h)"))?;
+    let ms = time.duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    Ok(i64::try_from(ms).unwrap_or(i64::MAX))
+}
+
+fn format_time(ms: i64) -> String {
+    let time = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    humantime::format_rfc3339_millis(time.min(SystemTime::UNIX_EPOCH + Duration::from_secs(253_402_300_799)))
+        .to_string()
+}
+
+const HEADERS: [&str; 15] = [
+    "time",
+    "request_id",
+    "email",
+    "subject",
+    "issuer",
+    "namespace",
+    "operation",
+    "payloads",
+    "decoded",
+    "kek_refs",
+    "outcome",
+    "reason",
+    "status",
+    "client",
+    "user_agent",
+];
+
+fn fields(e: &AuditEvent) -> [String; 15] {
+    let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+    [
+        format_time(e.time_ms),
+        e.request_id.clone(),
+        opt(&e.email),
+        opt(&e.subject),
+        opt(&e.issuer),
+        e.namespace.clone(),
+        e.operation.clone(),
+        e.payload_count.to_string(),
+        e.decoded_count.to_string(),
+        e.kek_refs.clone(),
+        e.outcome.as_str().to_owned(),
+        opt(&e.reason),
+        e.http_status.to_string(),
+        opt(&e.client_addr),
+        opt(&e.user_agent),
+    ]
+}
+
+/// Writes the events in `format`.
+pub fn print_events(out: &mut impl Write, events: &[AuditEvent], format: Format) -> std::io::Result<()> {
+    match format {
+        Format::Json => {
+            for e in events {
+                let object: serde_json::Map<String, serde_json::Value> = HEADERS
+                    .iter()
+                    .zip(fields(e))
+                    .map(|(k, v)| {
+                        let value = match *k {
+                            "payloads" | "decoded" | "status" => serde_json::json!(v.parse::<i64>().unwrap_or(0)),
+                            _ if v.is_empty() && *k != "kek_refs" => serde_json::Value::Null,
+                            _ => serde_json::Value::String(v),
+                        };
+                        ((*k).to_owned(), value)
+                    })
+                    .collect();
+                writeln!(out, "{}", serde_json::Value::Object(object))?;
+            }
+        }
+        Format::Csv => {
+            writeln!(out, "{}", HEADERS.join(","))?;
+            for e in events {
+                let row: Vec<String> = fields(e).iter().map(|f| csv_field(f)).collect();
+                writeln!(out, "{}", row.join(","))?;
+            }
+        }
+        Format::Table => {
+            // The columns people scan; json/csv have them all.
+            let columns = [0usize, 2, 5, 6, 7, 8, 10, 11, 12];
+            let rows: Vec<[String; 15]> = events.iter().map(fields).collect();
+            let widths: Vec<usize> = columns
+                .iter()
+                .map(|&c| rows.iter().map(|r| r[c].chars().count()).chain([HEADERS[c].len()]).max().unwrap_or(0))
+                .collect();
+            let line = |cells: Vec<&str>| {
+                cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect::<Vec<_>>().join("  ")
+            };
+            writeln!(out, "{}", line(columns.iter().map(|&c| HEADERS[c]).collect()).trim_end())?;
+            for r in &rows {
+                writeln!(out, "{}", line(columns.iter().map(|&c| r[c].as_str()).collect()).trim_end())?;
+            }
+            writeln!(out, "({} event(s))", rows.len())?;
+        }
+    }
+    Ok(())
+}
+
+/// RFC 4180 quoting; a leading formula character is prefixed so spreadsheets do not run it.
+fn csv_field(value: &str) -> String {
+    let value = if value.starts_with(['=', '+', '-', '@']) { format!("'{value}") } else { value.to_owned() };
+    if value.contains([',', '"', '\n', '\r']) { format!("\"{}\"", value.replace('"', "\"\"")) } else { value }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_quotes_and_defuses_formulas() {
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("=cmd()"), "'=cmd()");
+    }
+
+    #[test]
+    fn times_are_rfc3339_or_ages() {
+        assert_eq!(parse_time("2026-11-01T00:00:00Z").unwrap(), 1_793_491_200_000);
+        let day_ago = parse_time("1d").unwrap();
+        assert!((now_millis() - day_ago - 86_400_000).abs() < 5_000);
+        assert!(parse_time("yesterday").is_err());
+        assert_eq!(format_time(1_793_491_200_000), "2026-11-01T00:00:00.000Z");
+    }
+}

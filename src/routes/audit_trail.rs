@@ -1,0 +1,38 @@
+//! The audit steps the codec handlers share: start an event from the request, record refusals.
+
+use actix_web::HttpRequest;
+
+use crate::audit::{AuditEvent, Outcome};
+use crate::auth::AuthError;
+use crate::error::ApiError;
+use crate::protocol::CodecRequest;
+use crate::state::AppState;
+
+/// The event for this request, before the decision.
+pub fn begin_event(req: &HttpRequest, request: &CodecRequest, state: &AppState) -> AuditEvent {
+    let count = request.payloads.payloads.len();
+    AuditEvent::begin(req, &request.namespace, request.op, count, state.clock.unix_millis())
+}
+
+/// Records a denial or a failure and hands the error back. Refusals are never blocked by the audit
+/// log (there is nothing to withhold); a lost event is counted.
+pub async fn refused(state: &AppState, mut event: AuditEvent, error: ApiError) -> ApiError {
+    let parts = error.parts();
+    let status = parts.status.as_u16();
+    match &error {
+        ApiError::Auth(AuthError::Unauthenticated(failure)) => {
+            event.outcome(Outcome::Denied, status, Some(failure.as_str()));
+        }
+        ApiError::Auth(AuthError::Forbidden { identity, .. }) => {
+            if let Some(identity) = identity {
+                event.identity(identity);
+            }
+            event.outcome(Outcome::Denied, status, Some("policy"));
+        }
+        _ => {
+            event.outcome(Outcome::Failed, status, Some(parts.code));
+        }
+    }
+    let _ = state.audit.record(event).await;
+    error
+}

@@ -1,0 +1,87 @@
+//! `GET /metrics` — Prometheus text exposition of every series DESIGN §10 lists.
+//!
+//! Each module keeps its own counters (requests in `metrics`, KMS calls in `kms::instrumented`, DEK
+//! caches, auth refusals, payloads in `codec`); this handler only reads them at scrape time. Labels are
+//! fixed words, never request data.
+
+use actix_web::{HttpResponse, web};
+
+use crate::kms::instrumented::KmsOp;
+use crate::metrics::{CONTENT_TYPE, Exposition, Kind};
+use crate::state::AppState;
+
+/// Renders the exposition.
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().content_type(CONTENT_TYPE).body(render(&state))
+}
+
+/// Every family, in a stable order.
+pub fn render(state: &AppState) -> String {
+    let mut out = Exposition::default();
+    state.metrics.write(&mut out);
+    write_payloads(state, &mut out);
+    write_kms(state, &mut out);
+    write_caches(state, &mut out);
+    write_auth(state, &mut out);
+    // Audit series (added with the audit writer): codec_audit_queue_depth (gauge),
+    // codec_audit_events_written_total, codec_audit_events_dropped_total (lost under overload, by reason),
+    // codec_audit_write_failures_total, codec_audit_write_duration_seconds (histogram per batch).
+    out.finish()
+}
+
+fn write_payloads(state: &AppState, out: &mut Exposition) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let c = state.codec.payload_counts();
+    let name = "codec_payloads_total";
+    out.family(name, Kind::Counter, "Payloads handled by the codec, by operation and result.")
+        .sample(name, &[("operation", "encode"), ("result", "sealed")], c.sealed.load(Relaxed))
+        .sample(name, &[("operation", "decode"), ("result", "opened")], c.opened.load(Relaxed))
+        .sample(name, &[("operation", "decode"), ("result", "passed_through")], c.passed_through.load(Relaxed))
+        .sample(name, &[("operation", "decode"), ("result", "failed")], c.failed.load(Relaxed));
+}
+
+fn write_kms(state: &AppState, out: &mut Exposition) {
+    let stats = &state.kms_stats;
+    let providers = stats.providers_in_use();
+    let label = |p: crate::kms::Provider, op: KmsOp| [("provider", p.as_str()), ("operation", op.as_str())];
+    out.family("codec_kms_calls_total", Kind::Counter, "KMS calls (each attempt), by provider and operation.");
+    for &p in &providers {
+        for op in KmsOp::ALL {
+            out.sample("codec_kms_calls_total", &label(p, op), stats.get(p, op).calls);
+        }
+    }
+    out.family("codec_kms_errors_total", Kind::Counter, "KMS calls that failed, by provider and operation.");
+    for &p in &providers {
+        for op in KmsOp::ALL {
+            out.sample("codec_kms_errors_total", &label(p, op), stats.get(p, op).errors);
+        }
+    }
+    out.family("codec_kms_call_duration_seconds", Kind::Histogram, "KMS call latency, by provider and operation.");
+    for &p in &providers {
+        for op in KmsOp::ALL {
+            out.histogram("codec_kms_call_duration_seconds", &label(p, op), stats.latency(p, op));
+        }
+    }
+}
+
+fn write_caches(state: &AppState, out: &mut Exposition) {
+    let encrypt = state.codec.encrypt_cache();
+    let decrypt = state.codec.decrypt_cache();
+    out.family("codec_dek_cache_hits_total", Kind::Counter, "Data keys found in the cache, by cache.")
+        .sample("codec_dek_cache_hits_total", &[("cache", "encrypt")], encrypt.leases_reused())
+        .sample("codec_dek_cache_hits_total", &[("cache", "decrypt")], decrypt.hits());
+    out.family(
+        "codec_dek_cache_misses_total",
+        Kind::Counter,
+        "Data keys not in the cache, by cache (encrypt: new data keys made; decrypt: lookups that needed an unwrap).",
+    )
+    .sample("codec_dek_cache_misses_total", &[("cache", "encrypt")], encrypt.keys_created())
+    .sample("codec_dek_cache_misses_total", &[("cache", "decrypt")], decrypt.misses());
+}
+
+fn write_auth(state: &AppState, out: &mut Exposition) {
+    out.family("codec_auth_failures_total", Kind::Counter, "Requests refused by authentication or policy, by reason.");
+    for (reason, count) in state.authorizer.failures().snapshot() {
+        out.sample("codec_auth_failures_total", &[("reason", reason)], count);
+    }
+}

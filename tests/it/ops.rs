@@ -1,0 +1,534 @@
+//! Production operations (DESIGN §10, issue 6): HTTPS with HTTP/2 and certificate reload without a
+//! restart, `/metrics` counting requests, KMS calls, cache hits and auth refusals, `/readyz` failing
+//! while a KMS is down and recovering, graceful shutdown on SIGTERM with requests in flight, and request
+//! ids on every response and every log line of a request.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use codec_server::clock::ManualClock;
+use codec_server::config::{Config, Mode, TlsConfig};
+use codec_server::protocol::Payload;
+use codec_server::startup::Application;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::helpers::{TestApp, payload, read_payloads, to_json};
+use crate::support::prometheus::{self, Sample};
+use crate::support::server_process::ServerProcess;
+use crate::support::tls::{ServerCert, TestCa, peer_certificate, write_atomically};
+
+/// Bound on every "wait until the server shows it" loop (they normally end in well under a second).
+const DEADLINE: Duration = Duration::from_secs(20);
+
+// ---------------------------------------------------------------------------------------------------
+// HTTPS
+
+/// A server whose certificate files live in its own directory and are re-read every 50 ms.
+struct HttpsApp {
+    _app: TestApp,
+    base: String,
+    cert_file: PathBuf,
+    key_file: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+async fn spawn_https(initial: &ServerCert) -> HttpsApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (cert_file, key_file) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    initial.write(&cert_file, &key_file);
+    let tls = TlsConfig {
+        cert_file: cert_file.clone(),
+        key_file: key_file.clone(),
+        reload_interval: Duration::from_millis(50),
+    };
+    let app = TestApp::spawn_with(move |c| c.server.tls = Some(tls)).await;
+    let base = app.address.replacen("http://", "https://", 1);
+    HttpsApp { _app: app, base, cert_file, key_file, _dir: dir }
+}
+
+impl HttpsApp {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Decodes `sealed` over HTTPS with `client` (an `Err` when the handshake fails).
+    async fn decode(&self, client: &reqwest::Client, sealed: &[Payload]) -> reqwest::Result<reqwest::Response> {
+        client
+            .post(self.url("/decode"))
+            .header("content-type", "application/json")
+            .header("x-namespace", "default")
+            .body(to_json(sealed).to_string())
+            .send()
+            .await
+    }
+
+    /// Encodes over HTTPS and asserts success.
+    async fn encode(&self, client: &reqwest::Client, payloads: Vec<Payload>) -> Vec<Payload> {
+        let response = client
+            .post(self.url("/encode"))
+            .header("content-type", "application/json")
+            .header("x-namespace", "default")
+            .body(to_json(&payloads).to_string())
+            .send()
+            .await
+            .expect("HTTPS encode");
+        assert_eq!(response.status(), 200);
+        read_payloads(response).await
+    }
+
+    /// Scrapes `/metrics` over HTTPS.
+    async fn metrics(&self, client: &reqwest::Client) -> Vec<Sample> {
+        let response = client.get(self.url("/metrics")).send().await.expect("scrape over HTTPS");
+        prometheus::parse(&response.text().await.expect("body"))
+    }
+
+    /// Waits until the reloader has seen changed files `count` more times with `result` than `before`.
+    async fn wait_for_reloads(&self, client: &reqwest::Client, result: &str, before: f64) {
+        let until = Instant::now() + DEADLINE;
+        while tls_reloads(&self.metrics(client).await, result) <= before {
+            assert!(Instant::now() < until, "the certificate files were not re-read ({result}) within {DEADLINE:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn tls_reloads(samples: &[Sample], result: &str) -> f64 {
+    prometheus::value(samples, "codec_tls_certificate_reloads_total", &[("result", result)])
+}
+
+#[tokio::test]
+async fn https_decodes_over_http2_and_http1_for_a_client_that_trusts_only_the_test_ca() {
+    let ca = TestCa::new("ops test CA one");
+    let cert = ca.server_cert("codec-one");
+    let https = spawn_https(&cert).await;
+    let sealed = https.encode(&ca.client(), vec![payload(b"over tls")]).await;
+
+    let response = https.decode(&ca.client(), &sealed).await.expect("HTTPS decode");
+
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.version(), reqwest::Version::HTTP_2, "ALPN must select h2");
+    assert_eq!(peer_certificate(&response), cert.der);
+    assert_eq!(read_payloads(response).await, vec![payload(b"over tls")]);
+    let http1_only = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap()])
+        .http1_only()
+        .build()
+        .unwrap();
+    let response = https.decode(&http1_only, &sealed).await.expect("HTTP/1.1 over TLS");
+    assert_eq!((response.status().as_u16(), response.version()), (200, reqwest::Version::HTTP_11));
+    let stranger = TestCa::new("some other CA").client();
+    assert!(https.decode(&stranger, &sealed).await.is_err(), "a client that does not trust the CA must fail");
+}
+
+#[tokio::test]
+async fn a_renewed_certificate_from_another_ca_is_served_without_a_restart() {
+    let (old_ca, new_ca) = (TestCa::new("ops CA before"), TestCa::new("ops CA after"));
+    let https = spawn_https(&old_ca.server_cert("codec-before")).await;
+    let sealed = https.encode(&old_ca.client(), vec![payload(b"renewal")]).await;
+    assert!(https.decode(&new_ca.client(), &sealed).await.is_err(), "not yet trusted by the new CA's clients");
+
+    let renewed = new_ca.server_cert("codec-after");
+    renewed.write(&https.cert_file, &https.key_file);
+
+    let until = Instant::now() + DEADLINE;
+    let response = loop {
+        if let Ok(response) = https.decode(&new_ca.client(), &sealed).await {
+            break response;
+        }
+        assert!(Instant::now() < until, "the renewed certificate was not picked up within {DEADLINE:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(response.status(), 200);
+    assert_eq!(peer_certificate(&response), renewed.der, "the new leaf is served");
+    assert_eq!(read_payloads(response).await, vec![payload(b"renewal")]);
+    assert!(https.decode(&old_ca.client(), &sealed).await.is_err(), "the old certificate is no longer served");
+}
+
+#[tokio::test]
+async fn an_invalid_replacement_keeps_the_previous_certificate_serving() {
+    let ca = TestCa::new("ops CA keep");
+    let good = ca.server_cert("codec-good");
+    let https = spawn_https(&good).await;
+    let client = ca.client();
+    let sealed = https.encode(&client, vec![payload(b"still here")]).await;
+    let failures = tls_reloads(&https.metrics(&client).await, "failure");
+
+    // A new certificate with a key that is not its own (as when only one of the two files was updated).
+    let other = ca.server_cert("codec-other");
+    write_atomically(&https.cert_file, other.cert_pem.as_bytes());
+    https.wait_for_reloads(&client, "failure", failures).await;
+
+    let response = https.decode(&client, &sealed).await.expect("still serving");
+    assert_eq!(response.status(), 200);
+    assert_eq!(peer_certificate(&response), good.der, "the previous certificate stays");
+
+    // Then a key file that is not PEM at all.
+    let failures = tls_reloads(&https.metrics(&client).await, "failure");
+    write_atomically(&https.key_file, b"this is not a key");
+    https.wait_for_reloads(&client, "failure", failures).await;
+    let response = https.decode(&client, &sealed).await.expect("still serving");
+    assert_eq!(peer_certificate(&response), good.der);
+    assert_eq!(tls_reloads(&https.metrics(&client).await, "success"), 0.0);
+}
+
+#[tokio::test]
+async fn startup_fails_naming_the_file_when_the_certificate_is_missing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = Config::dev();
+    config.data_dir = dir.path().to_path_buf();
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    config.server.tls = Some(TlsConfig {
+        cert_file: dir.path().join("missing.crt"),
+        key_file: dir.path().join("missing.key"),
+        reload_interval: Duration::from_secs(10),
+    });
+
+    let error = Application::build_with_clock(&config, Mode::Dev, Arc::new(ManualClock::default()))
+        .await
+        .err()
+        .expect("startup must fail");
+
+    let message = format!("{error:#}");
+    assert!(message.contains("[server.tls]") && message.contains("missing.crt"), "{message}");
+}
+
+// ---------------------------------------------------------------------------------------------------
+// /metrics
+
+async fn scrape(app: &TestApp) -> Vec<Sample> {
+    let response = app.client.get(app.url("/metrics")).send().await.expect("scrape");
+    assert_eq!(response.status(), 200);
+    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(content_type.starts_with("text/plain; version=0.0.4"), "{content_type}");
+    prometheus::parse(&response.text().await.expect("body"))
+}
+
+/// How much a series grew between two scrapes.
+fn delta(before: &[Sample], after: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
+    prometheus::value(after, name, labels) - prometheus::value(before, name, labels)
+}
+
+#[tokio::test]
+async fn metrics_count_requests_kms_unwraps_and_cache_hits_as_the_operations_imply() {
+    let app = TestApp::spawn().await;
+    let sealed = app.encode("default", vec![payload(b"counted")]).await;
+    let before = scrape(&app).await;
+
+    for _ in 0..3 {
+        assert_eq!(app.decode("default", &sealed).await, vec![payload(b"counted")]);
+    }
+    let _ = app.encode("default", vec![payload(b"same key")]).await;
+    let after = scrape(&app).await;
+
+    let d = |name: &str, labels: &[(&str, &str)]| delta(&before, &after, name, labels);
+    assert_eq!(d("codec_http_requests_total", &[("operation", "decode"), ("status", "200")]), 3.0);
+    assert_eq!(d("codec_http_requests_total", &[("operation", "encode"), ("status", "200")]), 1.0);
+    assert_eq!(d("codec_http_requests_total", &[("operation", "metrics"), ("status", "200")]), 1.0);
+    assert_eq!(d("codec_http_request_duration_seconds_count", &[("operation", "decode")]), 3.0);
+    assert_eq!(d("codec_payloads_total", &[("operation", "decode"), ("result", "opened")]), 3.0);
+    assert_eq!(d("codec_payloads_total", &[("operation", "encode"), ("result", "sealed")]), 1.0);
+    // The first decode of a cold data key is a miss and one KMS unwrap; the next two are hits.
+    let local_unwrap = [("provider", "local"), ("operation", "unwrap")];
+    assert_eq!(d("codec_kms_calls_total", &local_unwrap), 1.0);
+    assert_eq!(d("codec_kms_call_duration_seconds_count", &local_unwrap), 1.0);
+    assert_eq!(d("codec_dek_cache_misses_total", &[("cache", "decrypt")]), 1.0);
+    assert_eq!(d("codec_dek_cache_hits_total", &[("cache", "decrypt")]), 2.0);
+    // The second encode reuses the current data key: a hit, no new data-key call.
+    assert_eq!(d("codec_dek_cache_hits_total", &[("cache", "encrypt")]), 1.0);
+    assert_eq!(d("codec_dek_cache_misses_total", &[("cache", "encrypt")]), 0.0);
+    assert_eq!(d("codec_kms_calls_total", &[("provider", "local"), ("operation", "generate_data_key")]), 0.0);
+    assert_eq!(prometheus::value(&after, "codec_kms_calls_total", &local_unwrap), 1.0);
+    assert_eq!(prometheus::value(&after, "codec_kms_errors_total", &local_unwrap), 0.0);
+    // Only the metrics request itself is in flight while it renders.
+    assert_eq!(prometheus::value(&after, "codec_http_requests_in_flight", &[]), 1.0);
+}
+
+#[tokio::test]
+async fn metrics_count_auth_refusals_by_reason_and_never_show_the_token() {
+    let jwks = crate::support::jwks_server::JwksServer::start(&["rsa-1"]);
+    let url = jwks.url.clone();
+    let app = TestApp::spawn_with(move |c| crate::auth::jwt_config(c, &url)).await;
+    let body = to_json(&[payload(b"x")]).to_string();
+    let before = scrape(&app).await;
+
+    let anonymous = app
+        .client
+        .post(app.url("/decode"))
+        .header("content-type", "application/json")
+        .header("x-namespace", "payments")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    let token = crate::support::tokens::token("mallory@example.com");
+    let stranger = app
+        .client
+        .post(app.url("/decode"))
+        .header("content-type", "application/json")
+        .header("x-namespace", "payments")
+        .bearer_auth(&token)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!((anonymous.status().as_u16(), stranger.status().as_u16()), (401, 403));
+    let response = app.client.get(app.url("/metrics")).send().await.unwrap();
+    let text = response.text().await.unwrap();
+    let after = prometheus::parse(&text);
+
+    assert_eq!(delta(&before, &after, "codec_auth_failures_total", &[("reason", "missing")]), 1.0);
+    assert_eq!(delta(&before, &after, "codec_auth_failures_total", &[("reason", "forbidden")]), 1.0);
+    assert_eq!(delta(&before, &after, "codec_auth_failures_total", &[("reason", "expired")]), 0.0);
+    assert_eq!(delta(&before, &after, "codec_http_requests_total", &[("operation", "decode"), ("status", "401")]), 1.0);
+    assert_eq!(delta(&before, &after, "codec_http_requests_total", &[("operation", "decode"), ("status", "403")]), 1.0);
+    assert!(!text.contains(&token) && !text.contains("mallory") && !text.contains("payments"));
+}
+
+// ---------------------------------------------------------------------------------------------------
+// /readyz
+
+async fn readyz(app: &TestApp) -> (u16, Value) {
+    let response = app.client.get(app.url("/readyz")).send().await.expect("readyz");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("JSON body"))
+}
+
+#[tokio::test]
+async fn readyz_lists_the_config_and_every_kms_in_use() {
+    let app = TestApp::spawn().await;
+
+    let (status, body) = readyz(&app).await;
+
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "ready");
+    assert_eq!((body["checks"]["config"].as_str(), body["checks"]["kms:local"].as_str()), (Some("ok"), Some("ok")));
+    let post = app.client.post(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(post.status(), 405);
+}
+
+#[cfg(feature = "vault-transit")]
+#[tokio::test]
+async fn readyz_fails_while_the_kms_is_stopped_and_recovers_when_it_is_back() {
+    use crate::support::openbao::OpenBao;
+    let bao = OpenBao::start().await;
+    bao.create_key("payments", "aes256-gcm96", false).await;
+    let mut vault = bao.kms_config();
+    vault.call_timeout = Duration::from_millis(300);
+    let app = TestApp::spawn_with(move |c| {
+        c.kms.vault = Some(vault);
+        crate::support::kms::use_keyring(c, &["vault-transit://transit/payments".to_owned()]);
+    })
+    .await;
+    let (status, body) = readyz(&app).await;
+    assert_eq!((status, body["checks"]["kms:vault-transit"].as_str()), (200, Some("ok")), "{body}");
+
+    bao.pause();
+    let (status, _) = readyz(&app).await;
+    assert_eq!(status, 200, "the last result is reused until the cache expires");
+    app.clock.advance(codec_server::readiness::CACHE_TTL);
+    let (status, body) = readyz(&app).await;
+
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], "not-ready");
+    assert_eq!(body["checks"]["kms:vault-transit"], "unreachable");
+    assert_eq!(body["checks"]["config"], "ok");
+    assert!(!body.to_string().contains("127.0.0.1"), "no internal detail: {body}");
+
+    bao.resume();
+    let until = Instant::now() + DEADLINE;
+    loop {
+        app.clock.advance(codec_server::readiness::CACHE_TTL);
+        let (status, body) = readyz(&app).await;
+        if status == 200 {
+            assert_eq!(body["checks"]["kms:vault-transit"], "ok");
+            break;
+        }
+        assert!(Instant::now() < until, "still not ready after the KMS came back: {body}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Graceful shutdown
+
+/// An encode request sent by hand with `Expect: 100-continue`: once the server answers `100 Continue`
+/// it has dispatched the request, which then waits for the rest of its body.
+struct SlowRequest {
+    stream: TcpStream,
+    body: Vec<u8>,
+}
+
+impl SlowRequest {
+    async fn start(port: u16, body: Vec<u8>) -> SlowRequest {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+        let head = format!(
+            "POST /encode HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\nx-namespace: default\r\n\
+             content-length: {}\r\nexpect: 100-continue\r\nconnection: close\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).await.expect("send head");
+        let mut interim = Vec::new();
+        while !interim.ends_with(b"\r\n\r\n") {
+            let mut byte = [0u8; 1];
+            assert_eq!(stream.read(&mut byte).await.expect("read 100 Continue"), 1, "connection closed early");
+            interim.push(byte[0]);
+        }
+        assert!(interim.starts_with(b"HTTP/1.1 100 Continue"), "{}", String::from_utf8_lossy(&interim));
+        let half = body.len() / 2;
+        stream.write_all(&body[..half]).await.expect("send first half");
+        SlowRequest { stream, body: body[half..].to_vec() }
+    }
+
+    /// Sends the rest of the body; returns the status and the response body.
+    async fn finish(mut self) -> (u16, Vec<u8>) {
+        self.stream.write_all(&self.body).await.expect("send second half");
+        let mut response = Vec::new();
+        self.stream.read_to_end(&mut response).await.expect("read response");
+        let split = response.windows(4).position(|w| w == b"\r\n\r\n").expect("response head");
+        let head = String::from_utf8_lossy(&response[..split]).to_string();
+        let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status code");
+        (status, response[split + 4..].to_vec())
+    }
+}
+
+#[tokio::test]
+async fn sigterm_finishes_requests_in_flight_refuses_new_connections_and_exits_0() {
+    let mut server = ServerProcess::start("shutdown_timeout = \"20s\"", &[]);
+    let body = to_json(&[payload(&vec![b'z'; 256 * 1024])]).to_string().into_bytes();
+    let mut in_flight = Vec::new();
+    for _ in 0..6 {
+        in_flight.push(SlowRequest::start(server.port, body.clone()).await);
+    }
+
+    server.signal("-TERM");
+
+    let until = Instant::now() + DEADLINE;
+    loop {
+        match TcpStream::connect(("127.0.0.1", server.port)).await {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => break,
+            _ => {
+                assert!(Instant::now() < until, "still accepting connections after SIGTERM");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    for request in in_flight {
+        let (status, response) = request.finish().await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&response));
+        let sealed = codec_server::protocol::Payloads::from_json(&response).expect("Payloads JSON").payloads;
+        assert_eq!(sealed.len(), 1);
+    }
+    let status = server.wait_exit(Duration::from_secs(20)).await.expect("exits within the shutdown timeout");
+    assert!(status.success(), "exit status {status}; log:\n{}", server.log().join("\n"));
+}
+
+#[tokio::test]
+async fn a_request_stalled_past_the_shutdown_timeout_does_not_keep_the_process_alive() {
+    let mut server = ServerProcess::start("shutdown_timeout = \"1s\"", &[]);
+    let body = to_json(&[payload(b"never finished")]).to_string().into_bytes();
+    let stalled = SlowRequest::start(server.port, body).await;
+
+    server.signal("-TERM");
+
+    let status = server.wait_exit(DEADLINE).await.expect("the deadline ends the stalled request");
+    assert!(status.success(), "exit status {status}");
+    let mut stream = stalled.stream;
+    let mut rest = Vec::new();
+    let _ = stream.read_to_end(&mut rest).await;
+    assert!(!String::from_utf8_lossy(&rest).contains("200 OK"), "a request cut by the deadline is not answered 200");
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Request ids
+
+fn request_id(response: &reqwest::Response) -> String {
+    response.headers().get("x-request-id").expect("x-request-id on every response").to_str().unwrap().to_owned()
+}
+
+fn is_generated(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+#[tokio::test]
+async fn request_ids_are_echoed_when_well_formed_replaced_otherwise_and_on_every_response() {
+    let app = TestApp::spawn().await;
+    let get = |id: Option<String>| {
+        let mut request = app.client.get(app.url("/healthz"));
+        if let Some(id) = id {
+            request = request.header("x-request-id", id);
+        }
+        request.send()
+    };
+
+    let echoed = get(Some("req-42_a.b:c".into())).await.unwrap();
+    assert_eq!(request_id(&echoed), "req-42_a.b:c");
+    for bad in ["has space".to_owned(), "a".repeat(300), "quote\"d".to_owned()] {
+        let replaced = get(Some(bad.clone())).await.unwrap();
+        let id = request_id(&replaced);
+        assert!(is_generated(&id) && id != bad, "{bad:?} must be replaced, got {id}");
+    }
+    let first = request_id(&get(None).await.unwrap());
+    let second = request_id(&get(None).await.unwrap());
+    assert!(is_generated(&first) && first != second, "fresh ids: {first} {second}");
+
+    let not_found = app.client.get(app.url("/nope")).send().await.unwrap();
+    assert_eq!(not_found.status(), 404);
+    assert!(is_generated(&request_id(&not_found)));
+    let jwks = crate::support::jwks_server::JwksServer::start(&["rsa-1"]);
+    let url = jwks.url.clone();
+    let secured = TestApp::spawn_with(move |c| crate::auth::jwt_config(c, &url)).await;
+    let unauthenticated = secured.post("/decode", Some("payments"), &to_json(&[payload(b"x")])).await;
+    assert_eq!(unauthenticated.status(), 401);
+    assert!(is_generated(&request_id(&unauthenticated)));
+}
+
+/// The `request_id` of the `request` span a JSON log line was written in, if any.
+fn span_request_id(line: &Value) -> Option<&str> {
+    line["spans"].as_array()?.iter().find(|s| s["name"] == "request")?["request_id"].as_str()
+}
+
+#[tokio::test]
+async fn every_log_line_of_a_request_carries_its_id_and_the_access_line_has_no_query_or_token() {
+    let server = ServerProcess::start("", &[]);
+    let client = reqwest::Client::new();
+
+    let refused = client
+        .post(server.url("/decode?token=query-secret-1"))
+        .header("content-type", "application/json")
+        .header("x-namespace", "default")
+        .header("x-request-id", "ops-log-1")
+        .bearer_auth("bearer-secret-2")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    let served = client.get(server.url("/nope")).send().await.unwrap();
+    let generated = request_id(&served);
+
+    let until = Instant::now() + DEADLINE;
+    let log = loop {
+        let log = server.json_log();
+        let access_lines = log.iter().filter(|l| l["fields"]["message"] == "Request served.").count();
+        if access_lines >= 2 {
+            break log;
+        }
+        assert!(Instant::now() < until, "no access lines; log:\n{}", server.log().join("\n"));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let of = |id: &str| log.iter().filter(|l| span_request_id(l) == Some(id)).cloned().collect::<Vec<_>>();
+    let first = of("ops-log-1");
+    let messages: Vec<&str> = first.iter().filter_map(|l| l["fields"]["message"].as_str()).collect();
+    assert!(messages.contains(&"Request refused.") && messages.contains(&"Request served."), "{messages:?}");
+    let access = first.iter().find(|l| l["fields"]["message"] == "Request served.").unwrap();
+    assert_eq!(access["fields"]["method"], "POST");
+    assert_eq!(access["fields"]["path"], "/decode");
+    assert_eq!(access["fields"]["status"], 400);
+    assert!(access["fields"]["latency_ms"].as_f64().is_some(), "{access}");
+    let second = of(&generated);
+    assert!(second.iter().any(|l| l["fields"]["path"] == "/nope" && l["fields"]["status"] == 404), "{second:?}");
+    let text = server.log().join("\n");
+    assert!(!text.contains("query-secret-1") && !text.contains("bearer-secret-2"), "secrets in the log:\n{text}");
+}

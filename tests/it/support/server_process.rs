@@ -1,0 +1,141 @@
+//! The real `codec-server` binary, started with `serve` and a config file in a temporary data
+//! directory (one local KEK, auth off, loopback, JSON logs), for tests of process-level behaviour:
+//! signals, exit codes, log lines.
+//!
+//! A small shell wrapper runs the server and kills it when the test binary's end closes the wrapper's
+//! stdin, so a server never outlives the tests even if they are killed; the wrapper passes on the
+//! server's exit status.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Runs the server, prints its pid, kills it when stdin closes, and exits with the server's status.
+const WRAPPER: &str = r#"exec 3<&0
+"$0" "$@" </dev/null &
+child=$!
+echo "$child"
+{ cat <&3 >/dev/null; kill -KILL "$child" 2>/dev/null; } &
+wait "$child""#;
+
+/// How long the binary may take to start listening.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A running server process.
+pub struct ServerProcess {
+    pub port: u16,
+    pid: u32,
+    wrapper: Child,
+    _stdin: ChildStdin,
+    lines: Arc<Mutex<Vec<String>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl ServerProcess {
+    /// Starts `codec-server serve` with the base config, `server_keys` added to its `[server]` section
+    /// (e.g. `shutdown_timeout = "20s"`), and environment `env` (e.g. `RUST_LOG`).
+    pub fn start(server_keys: &str, env: &[(&str, &str)]) -> ServerProcess {
+        let dir = tempfile::tempdir().expect("temp dir");
+        codec_server::kms::local::write_new_key(&dir.path().join("keys"), "main").expect("local KEK");
+        let config = format!(
+            "data_dir = {data:?}\n\n[server]\nlisten = \"127.0.0.1:0\"\n{server_keys}\n\n[log]\nformat = \"json\"\nlevel = \"info\"\n\n\
+             [auth]\nmode = \"disabled\"\n\n[keyrings.main]\nprimary = [\"local://main\"]\n\n[[namespaces]]\nmatch = \"*\"\nkeyring = \"main\"\n",
+            data = dir.path().display().to_string(),
+        );
+        let config_file = dir.path().join("config.toml");
+        std::fs::write(&config_file, config).expect("write config");
+        ServerProcess::launch(&config_file, env, dir)
+    }
+
+    fn launch(config_file: &Path, env: &[(&str, &str)], dir: tempfile::TempDir) -> ServerProcess {
+        let mut command = Command::new("sh");
+        command
+            .args(["-c", WRAPPER, env!("CARGO_BIN_EXE_codec-server"), "serve", "--config"])
+            .arg(config_file)
+            .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut wrapper = command.spawn().expect("start codec-server");
+        let stdin = wrapper.stdin.take().expect("stdin");
+        let mut pid_line = String::new();
+        BufReader::new(wrapper.stdout.take().expect("stdout")).read_line(&mut pid_line).expect("pid line");
+        let pid = pid_line.trim().parse().expect("wrapper prints the server pid");
+
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let (port_tx, port_rx) = mpsc::channel();
+        let stderr = wrapper.stderr.take().expect("stderr");
+        let collected = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(port) = listening_port(&line) {
+                    let _ = port_tx.send(port);
+                }
+                collected.lock().unwrap().push(line);
+            }
+        });
+        let port = port_rx.recv_timeout(START_TIMEOUT).unwrap_or_else(|_| {
+            panic!("codec-server did not start listening; its log:\n{}", lines.lock().unwrap().join("\n"))
+        });
+        ServerProcess { port, pid, wrapper, _stdin: stdin, lines, _dir: dir }
+    }
+
+    /// `http://127.0.0.1:PORT{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Sends a signal (`-TERM`, `-INT`, …) to the server process.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill").args([signal, &self.pid.to_string()]).status().expect("run kill");
+        assert!(status.success(), "kill {signal} {} failed", self.pid);
+    }
+
+    /// Waits for the server to exit, at most `deadline`; `None` if it is still running then.
+    pub async fn wait_exit(&mut self, deadline: Duration) -> Option<ExitStatus> {
+        let until = Instant::now() + deadline;
+        loop {
+            if let Some(status) = self.wrapper.try_wait().expect("wait for the wrapper") {
+                return Some(status);
+            }
+            if Instant::now() >= until {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Every stderr line so far.
+    pub fn log(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// Stderr lines so far, parsed as JSON (lines that are not JSON are skipped).
+    pub fn json_log(&self) -> Vec<Value> {
+        self.log().iter().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-KILL", &self.pid.to_string()]).stderr(Stdio::null()).status();
+        let _ = self.wrapper.kill();
+        let _ = self.wrapper.wait();
+    }
+}
+
+/// The port in the JSON "Codec server listening." line.
+fn listening_port(line: &str) -> Option<u16> {
+    let value: Value = serde_json::from_str(line).ok()?;
+    let fields = value.get("fields")?;
+    if fields.get("message")?.as_str()? != "Codec server listening." {
+        return None;
+    }
+    u16::try_from(fields.get("port")?.as_u64()?).ok()
+}
