@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Load test against a release build on loopback with `hey`: UI-like decodes (one ~200 B payload per
 # request, the same token and data key every time) and encodes, first with auth disabled, then with
-# JWT auth (cached token) — so the difference is the cost of authorization.
+# JWT auth (cached token) — so the difference is the cost of authorization — then decode with the audit
+# log off, on SQLite (fail-closed and fail-open) and on PostgreSQL — so the difference is the audit cost.
 # Usage: bash scripts/load.sh [seconds per run, default 10] [concurrency, default 16]
 # Bounded in time, loopback only. Numbers go into docs/benchmarks.md by hand.
 set -euo pipefail
@@ -26,7 +27,7 @@ trap '[[ -n "$server" ]] && kill "$server" 2>/dev/null; rm -rf "$work"' EXIT
 port=18081
 base="http://127.0.0.1:$port"
 
-start() { # start <config file or empty>
+start() { # start <config file or empty>; CODEC_* variables set by the caller pass through
     local args=(serve --data-dir "$work/data" --listen "127.0.0.1:$port")
     [[ -n "$1" ]] && args+=(--config "$1")
     RUST_LOG=warn "$bin" "${args[@]}" 2>>"$work/server.log" &
@@ -89,4 +90,33 @@ TOML
 start "$work/jwt.toml"
 run "jwt" decode "$work/sealed.json" -H "Authorization: Bearer $token"
 run "jwt" encode "$work/plain.json" -H "Authorization: Bearer $token"
+stop
+
+# 3. Audit overhead on decode (auth off, so only the audit path differs): off, SQLite fail-closed (the
+#    default: each decode waits for its row's commit, commits are grouped), SQLite fail-open (queued
+#    only), and PostgreSQL fail-closed on a private cluster on loopback (initdb/pg_ctl, as the tests do).
+CODEC_AUDIT__ENABLED=false start ""
+run "audit-off" decode "$work/sealed.json"
+stop
+start ""
+run "audit-sqlite-fail-closed" decode "$work/sealed.json"
+stop
+CODEC_AUDIT__ON_FAILURE=fail-open start ""
+run "audit-sqlite-fail-open" decode "$work/sealed.json"
+stop
+
+pg_bin="${PG_BIN:-$(dirname "$(compgen -G '/usr/lib/postgresql/*/bin/initdb' | sort | tail -n1)")}"
+as_pg=()
+mkdir -p "$work/pg"
+chmod 755 "$work"
+if [[ "$(id -u)" == 0 ]]; then # PostgreSQL refuses to run as root
+    as_pg=(runuser -u postgres --)
+    chown postgres:postgres "$work/pg"
+fi
+"${as_pg[@]}" "$pg_bin/initdb" -D "$work/pg" -U codec --auth=trust --no-sync >/dev/null
+"${as_pg[@]}" "$pg_bin/pg_ctl" -D "$work/pg" -w -l "$work/pg/log" \
+    -o "-k $work/pg -p 15432 -c listen_addresses=127.0.0.1" start >/dev/null
+trap '[[ -n "$server" ]] && kill "$server" 2>/dev/null; "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$work/pg" -m immediate stop >/dev/null 2>&1; rm -rf "$work"' EXIT
+CODEC_AUDIT__DATABASE_URL="postgres://codec@127.0.0.1:15432/postgres" start ""
+run "audit-postgres-fail-closed" decode "$work/sealed.json"
 stop

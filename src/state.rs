@@ -50,6 +50,21 @@ impl AppState {
         let registry = build_registry(config, &backends)?;
         let mut readiness = crate::readiness::Readiness::new(clock.clone());
         readiness.add_kms_backends(&backends);
+        if let Some(store) = audit.store().cloned() {
+            let timeout = config.audit.write_timeout;
+            readiness.add(
+                "audit",
+                crate::readiness::check_fn(move || {
+                    let store = store.clone();
+                    async move {
+                        match tokio::time::timeout(timeout, store.ping()).await {
+                            Ok(Ok(())) => Ok(()),
+                            _ => Err("unreachable"),
+                        }
+                    }
+                }),
+            );
+        }
         let encrypt = &config.cache.encrypt;
         let encrypt_cache = EncryptCache::new(
             EncryptLimits {

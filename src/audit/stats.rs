@@ -1,9 +1,12 @@
 //! Counters the writer keeps for `/metrics` and the tests.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::metrics::Histogram;
 
 /// Audit pipeline counters; all monotonic except `queue_depth`.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct AuditStats {
     /// Events accepted and not yet written (queued or in a failed batch awaiting retry).
     queue_depth: AtomicI64,
@@ -15,9 +18,8 @@ pub struct AuditStats {
     refused: AtomicU64,
     /// Batch inserts that failed.
     write_failures: AtomicU64,
-    /// Batch inserts that succeeded, and their total latency.
-    batches: AtomicU64,
-    batch_micros: AtomicU64,
+    /// Latency of batch inserts that succeeded.
+    write_latency: Histogram,
 }
 
 /// A consistent-enough copy of the counters.
@@ -28,8 +30,8 @@ pub struct AuditSnapshot {
     pub lost: u64,
     pub refused: u64,
     pub write_failures: u64,
+    /// Batch inserts that succeeded.
     pub batches: u64,
-    pub batch_micros: u64,
 }
 
 impl AuditStats {
@@ -39,10 +41,9 @@ impl AuditStats {
     pub(super) fn dequeued(&self, n: usize) {
         self.queue_depth.fetch_sub(n as i64, Ordering::Relaxed);
     }
-    pub(super) fn written(&self, n: usize, micros: u64) {
+    pub(super) fn written(&self, n: usize, took: Duration) {
         self.written.fetch_add(n as u64, Ordering::Relaxed);
-        self.batches.fetch_add(1, Ordering::Relaxed);
-        self.batch_micros.fetch_add(micros, Ordering::Relaxed);
+        self.write_latency.observe(took);
     }
     pub(super) fn lost(&self, n: usize) {
         self.lost.fetch_add(n as u64, Ordering::Relaxed);
@@ -62,8 +63,12 @@ impl AuditStats {
             lost: self.lost.load(Ordering::Relaxed),
             refused: self.refused.load(Ordering::Relaxed),
             write_failures: self.write_failures.load(Ordering::Relaxed),
-            batches: self.batches.load(Ordering::Relaxed),
-            batch_micros: self.batch_micros.load(Ordering::Relaxed),
+            batches: self.write_latency.count(),
         }
+    }
+
+    /// Latency of successful batch inserts.
+    pub fn write_latency(&self) -> &Histogram {
+        &self.write_latency
     }
 }

@@ -64,13 +64,7 @@ impl AuditStore {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(acquire_timeout);
-            if let Some(dir) = options.get_filename().parent()
-                && !dir.as_os_str().is_empty()
-            {
-                std::fs::create_dir_all(dir).map_err(|e| {
-                    AuditError::Config(format!("cannot create the audit database directory {}: {e}", dir.display()))
-                })?;
-            }
+            create_private_file(options.get_filename())?;
             let pool = SqlitePoolOptions::new()
                 .max_connections(max_connections)
                 .acquire_timeout(acquire_timeout)
@@ -236,4 +230,22 @@ impl AuditStore {
     pub async fn close(&self) {
         with_pool!(self, pool => pool.close().await);
     }
+}
+
+/// Creates the SQLite file (and its directory) readable by the owner only, before SQLite does: the rows
+/// name people, and SQLite gives its `-wal`/`-shm` files the database file's permissions.
+fn create_private_file(path: &std::path::Path) -> Result<(), AuditError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if path.as_os_str().is_empty() || path.as_os_str() == ":memory:" || path.exists() {
+        return Ok(());
+    }
+    let fail =
+        |e: std::io::Error| AuditError::Config(format!("cannot create the audit database {}: {e}", path.display()));
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir).map_err(fail)?;
+    }
+    std::fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(path).map_err(fail)?;
+    Ok(())
 }

@@ -148,7 +148,7 @@ impl Writer {
         let result = tokio::time::timeout(self.settings.write_timeout, self.store.insert(events)).await;
         match result {
             Ok(Ok(())) => {
-                self.stats.written(events.len(), started.elapsed().as_micros() as u64);
+                self.stats.written(events.len(), started.elapsed());
                 self.healthy.store(true, Ordering::Release);
                 true
             }

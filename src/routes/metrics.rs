@@ -23,9 +23,7 @@ pub fn render(state: &AppState) -> String {
     write_kms(state, &mut out);
     write_caches(state, &mut out);
     write_auth(state, &mut out);
-    // Audit series (added with the audit writer): codec_audit_queue_depth (gauge),
-    // codec_audit_events_written_total, codec_audit_events_dropped_total (lost under overload, by reason),
-    // codec_audit_write_failures_total, codec_audit_write_duration_seconds (histogram per batch).
+    write_audit(state, &mut out);
     out.finish()
 }
 
@@ -84,4 +82,38 @@ fn write_auth(state: &AppState, out: &mut Exposition) {
     for (reason, count) in state.authorizer.failures().snapshot() {
         out.sample("codec_auth_failures_total", &[("reason", reason)], count);
     }
+}
+
+fn write_audit(state: &AppState, out: &mut Exposition) {
+    let stats = state.audit.stats();
+    let s = stats.snapshot();
+    out.family("codec_audit_queue_depth", Kind::Gauge, "Audit events accepted and not yet written.").sample(
+        "codec_audit_queue_depth",
+        &[],
+        s.queue_depth,
+    );
+    out.family("codec_audit_events_written_total", Kind::Counter, "Audit events written to the database.").sample(
+        "codec_audit_events_written_total",
+        &[],
+        s.written,
+    );
+    out.family(
+        "codec_audit_events_lost_total",
+        Kind::Counter,
+        "Audit events lost: queue full, or the database stayed down past the retry buffer.",
+    )
+    .sample("codec_audit_events_lost_total", &[], s.lost);
+    out.family(
+        "codec_audit_requests_refused_total",
+        Kind::Counter,
+        "Requests answered 503 because their audit event could not be committed (fail-closed).",
+    )
+    .sample("codec_audit_requests_refused_total", &[], s.refused);
+    out.family("codec_audit_write_failures_total", Kind::Counter, "Batch inserts that failed.").sample(
+        "codec_audit_write_failures_total",
+        &[],
+        s.write_failures,
+    );
+    out.family("codec_audit_write_duration_seconds", Kind::Histogram, "Latency of successful batch inserts.")
+        .histogram("codec_audit_write_duration_seconds", &[], stats.write_latency());
 }

@@ -129,6 +129,10 @@ async fn every_encode_decode_and_denial_writes_exactly_one_row_with_its_fields()
         assert_eq!(row.user_agent.as_deref(), Some("audit-test/1.0"), "{id}");
         assert!((now - row.time_ms).abs() < 120_000, "{id}: time {} is not recent", row.time_ms);
     }
+    // The rows name people: the database file is the owner's alone.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(app.config.data_dir.join("audit.db")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
 }
 
 /// Every spelling of a secret the scan looks for.

@@ -14,6 +14,7 @@ use serde_json::Value;
 use crate::audit::{decode_load, flushed_rows};
 use crate::helpers::{TestApp, error_code, payload};
 use crate::support::postgres::Postgres;
+use crate::support::prometheus;
 
 const SECRET: &[u8] = b"\"wire 250000 EUR to DE89370400440532013000\"";
 
@@ -68,12 +69,21 @@ async fn postgres_down_fail_closed_answers_503_releases_nothing_and_recovers() {
         let body: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(body["error"]["code"], "audit-unavailable");
     }
-    // Encodes and denials still queue (nothing secret leaves); they are written once the database is back.
-    let refused = app.state.audit.stats().snapshot().refused;
-    assert!(refused >= 5, "refusals are counted ({refused})");
+    // Refusals are counted and exposed; readiness reports the audit database (its cache stepped past).
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let refused = prometheus::value(&prometheus::parse(&metrics), "codec_audit_requests_refused_total", &[]);
+    assert!(refused >= 5.0, "refusals are counted ({refused})");
+    app.clock.advance(Duration::from_secs(10));
+    let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let body: Value = ready.json().await.unwrap();
+    assert_eq!(body["checks"]["audit"], "unreachable", "{body}");
+    assert!(!body.to_string().contains("127.0.0.1"), "readiness names no addresses: {body}");
 
     pg.start_again();
     decode_until_ok(&app, &sealed).await;
+    app.clock.advance(Duration::from_secs(10));
+    assert_eq!(app.client.get(app.url("/readyz")).send().await.unwrap().status(), 200);
     let rows = flushed_rows(&app).await;
     let failed = rows.iter().filter(|r| r.reason.as_deref() == Some("audit-unavailable")).count();
     assert!(failed >= 5, "each refused decode is recorded as a failed attempt once the database is back: {failed}");
@@ -104,6 +114,9 @@ async fn postgres_down_fail_open_serves_counts_losses_and_recovers() {
     let rows = flushed_rows(&app).await;
     let stats = app.state.audit.stats().snapshot();
     assert!(stats.lost > 0, "the outage overflowed the queue, and the loss is counted");
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let lost = prometheus::value(&prometheus::parse(&metrics), "codec_audit_events_lost_total", &[]);
+    assert_eq!(lost, stats.lost as f64, "the loss is exposed as a metric");
     // Every event is either written or counted as lost: 1 encode + 1 + DURING + (≥1 after) decodes.
     let decodes_sent = rows.iter().filter(|r| r.operation == "decode").count() as u64 + stats.lost;
     assert!(decodes_sent >= (DURING + 2) as u64, "written {} + lost {}", rows.len(), stats.lost);

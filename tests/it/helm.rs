@@ -7,9 +7,10 @@
 //! `bash scripts/test-env.sh` runs); kubernetes-validate and PyYAML from `<repo>/.venv`. A missing tool is
 //! a failure that says how to install it, never a skip.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -82,9 +83,16 @@ fn template(values: &[&Path], extra: &[&str]) -> Result<String, String> {
     if out.status.success() { Ok(text(&out.stdout)) } else { Err(text(&out.stderr)) }
 }
 
-fn render(set: &str) -> Rendered {
+/// A value set rendered with its own values only; rendered and parsed once per test run.
+fn render(set: &str) -> Arc<Rendered> {
+    static RENDERED: OnceLock<Mutex<BTreeMap<String, Arc<Rendered>>>> = OnceLock::new();
+    let cache = RENDERED.get_or_init(Default::default);
+    if let Some(rendered) = cache.lock().unwrap().get(set) {
+        return rendered.clone();
+    }
     let yaml = template(&[&value_set(set)], &[]).unwrap_or_else(|e| panic!("helm template {set}: {e}"));
-    Rendered::parse(&yaml)
+    let rendered = Arc::new(Rendered::parse(&yaml));
+    cache.lock().unwrap().entry(set.to_owned()).or_insert(rendered).clone()
 }
 
 /// The rendered manifests, parsed (PyYAML from the venv turns the YAML stream into JSON).
@@ -365,6 +373,7 @@ fn the_config_file_each_value_set_renders_is_accepted_by_check_config_in_the_pod
         }
         for (file, secret) in &pod.secret_values {
             assert!(!printed.contains(secret.as_str()), "{set}: check-config printed the secret file {file}");
+            assert!(!rendered.config_toml().contains(secret.as_str()), "{set}: the ConfigMap holds the secret {file}");
         }
     }
 }
@@ -528,6 +537,8 @@ fn the_schema_refuses_misspelt_keys_wrong_enums_and_settings_the_chart_owns() {
 #[test]
 fn combinations_that_cannot_work_are_refused_with_how_to_fix_them() {
     let sqlite = "the SQLite audit database is a file in one pod";
+    let legacy_key = "config:\n  legacy:\n    keys:\n      k1:\n        key_file: /run/secrets/codec-server/k1\n        namespaces: [\"*\"]\n";
+    let legacy_key_elsewhere = format!("{legacy_key}secrets:\n  files:\n    other: x\n");
     for (overrides, message) in [
         ("replicaCount: 3\n", sqlite),
         ("autoscaling:\n  enabled: true\n", sqlite),
@@ -540,6 +551,8 @@ fn combinations_that_cannot_work_are_refused_with_how_to_fix_them() {
         ("ingress:\n  enabled: true\n", "ingress.enabled needs ingress.tls"),
         ("tls:\n  enabled: true\n", "tls.enabled needs tls.secretName"),
         ("podDisruptionBudget:\n  enabled: true\n  minAvailable: 1\n", "node drains would hang"),
+        (legacy_key, "no Secret is mounted at /run/secrets/codec-server"),
+        (&legacy_key_elsewhere, "the chart-made Secret has no key k1"),
     ] {
         assert_refused(overrides, message);
     }

@@ -3,101 +3,26 @@
 //! while a KMS is down and recovering, graceful shutdown on SIGTERM with requests in flight, and request
 //! ids on every response and every log line of a request.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use codec_server::clock::ManualClock;
 use codec_server::config::{Config, Mode, TlsConfig};
-use codec_server::protocol::Payload;
 use codec_server::startup::Application;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 use crate::helpers::{TestApp, payload, read_payloads, to_json};
 use crate::support::prometheus::{self, Sample};
-use crate::support::server_process::ServerProcess;
-use crate::support::tls::{ServerCert, TestCa, peer_certificate, write_atomically};
+use crate::support::server_process::{ServerProcess, SlowRequest};
+use crate::support::tls::{TestCa, peer_certificate, spawn_https, tls_reloads, write_atomically};
 
 /// Bound on every "wait until the server shows it" loop (they normally end in well under a second).
 const DEADLINE: Duration = Duration::from_secs(20);
 
 // ---------------------------------------------------------------------------------------------------
 // HTTPS
-
-/// A server whose certificate files live in its own directory and are re-read every 50 ms.
-struct HttpsApp {
-    _app: TestApp,
-    base: String,
-    cert_file: PathBuf,
-    key_file: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-async fn spawn_https(initial: &ServerCert) -> HttpsApp {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (cert_file, key_file) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
-    initial.write(&cert_file, &key_file);
-    let tls = TlsConfig {
-        cert_file: cert_file.clone(),
-        key_file: key_file.clone(),
-        reload_interval: Duration::from_millis(50),
-    };
-    let app = TestApp::spawn_with(move |c| c.server.tls = Some(tls)).await;
-    let base = app.address.replacen("http://", "https://", 1);
-    HttpsApp { _app: app, base, cert_file, key_file, _dir: dir }
-}
-
-impl HttpsApp {
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// Decodes `sealed` over HTTPS with `client` (an `Err` when the handshake fails).
-    async fn decode(&self, client: &reqwest::Client, sealed: &[Payload]) -> reqwest::Result<reqwest::Response> {
-        client
-            .post(self.url("/decode"))
-            .header("content-type", "application/json")
-            .header("x-namespace", "default")
-            .body(to_json(sealed).to_string())
-            .send()
-            .await
-    }
-
-    /// Encodes over HTTPS and asserts success.
-    async fn encode(&self, client: &reqwest::Client, payloads: Vec<Payload>) -> Vec<Payload> {
-        let response = client
-            .post(self.url("/encode"))
-            .header("content-type", "application/json")
-            .header("x-namespace", "default")
-            .body(to_json(&payloads).to_string())
-            .send()
-            .await
-            .expect("HTTPS encode");
-        assert_eq!(response.status(), 200);
-        read_payloads(response).await
-    }
-
-    /// Scrapes `/metrics` over HTTPS.
-    async fn metrics(&self, client: &reqwest::Client) -> Vec<Sample> {
-        let response = client.get(self.url("/metrics")).send().await.expect("scrape over HTTPS");
-        prometheus::parse(&response.text().await.expect("body"))
-    }
-
-    /// Waits until the reloader has seen changed files `count` more times with `result` than `before`.
-    async fn wait_for_reloads(&self, client: &reqwest::Client, result: &str, before: f64) {
-        let until = Instant::now() + DEADLINE;
-        while tls_reloads(&self.metrics(client).await, result) <= before {
-            assert!(Instant::now() < until, "the certificate files were not re-read ({result}) within {DEADLINE:?}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-fn tls_reloads(samples: &[Sample], result: &str) -> f64 {
-    prometheus::value(samples, "codec_tls_certificate_reloads_total", &[("result", result)])
-}
 
 #[tokio::test]
 async fn https_decodes_over_http2_and_http1_for_a_client_that_trusts_only_the_test_ca() {
@@ -352,46 +277,6 @@ async fn readyz_fails_while_the_kms_is_stopped_and_recovers_when_it_is_back() {
 
 // ---------------------------------------------------------------------------------------------------
 // Graceful shutdown
-
-/// An encode request sent by hand with `Expect: 100-continue`: once the server answers `100 Continue`
-/// it has dispatched the request, which then waits for the rest of its body.
-struct SlowRequest {
-    stream: TcpStream,
-    body: Vec<u8>,
-}
-
-impl SlowRequest {
-    async fn start(port: u16, body: Vec<u8>) -> SlowRequest {
-        let mut stream = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
-        let head = format!(
-            "POST /encode HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\nx-namespace: default\r\n\
-             content-length: {}\r\nexpect: 100-continue\r\nconnection: close\r\n\r\n",
-            body.len()
-        );
-        stream.write_all(head.as_bytes()).await.expect("send head");
-        let mut interim = Vec::new();
-        while !interim.ends_with(b"\r\n\r\n") {
-            let mut byte = [0u8; 1];
-            assert_eq!(stream.read(&mut byte).await.expect("read 100 Continue"), 1, "connection closed early");
-            interim.push(byte[0]);
-        }
-        assert!(interim.starts_with(b"HTTP/1.1 100 Continue"), "{}", String::from_utf8_lossy(&interim));
-        let half = body.len() / 2;
-        stream.write_all(&body[..half]).await.expect("send first half");
-        SlowRequest { stream, body: body[half..].to_vec() }
-    }
-
-    /// Sends the rest of the body; returns the status and the response body.
-    async fn finish(mut self) -> (u16, Vec<u8>) {
-        self.stream.write_all(&self.body).await.expect("send second half");
-        let mut response = Vec::new();
-        self.stream.read_to_end(&mut response).await.expect("read response");
-        let split = response.windows(4).position(|w| w == b"\r\n\r\n").expect("response head");
-        let head = String::from_utf8_lossy(&response[..split]).to_string();
-        let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status code");
-        (status, response[split + 4..].to_vec())
-    }
-}
 
 #[tokio::test]
 async fn sigterm_finishes_requests_in_flight_refuses_new_connections_and_exits_0() {

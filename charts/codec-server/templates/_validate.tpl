@@ -63,6 +63,31 @@ by the chart (it always listens on 0.0.0.0).
 {{- fail "config.kms.vault.auth.method = \"approle\" reads the secret id from the Secret key vault-secret-id: set secrets.existingSecret (a Secret with that key) or secrets.vaultSecretId." -}}
 {{- end -}}
 
+{{- /* Files the config names in the secrets mount must be there. */ -}}
+{{- $secretsDir := include "codec-server.secretsDir" . -}}
+{{- $paths := list -}}
+{{- range $id, $key := (($config.legacy | default dict).keys | default dict) -}}
+{{- $paths = append $paths (list (printf "config.legacy.keys.%s.key_file" $id) $key.key_file) -}}
+{{- end -}}
+{{- with $kms.vault -}}{{- with .ca_bundle -}}
+{{- $paths = append $paths (list "config.kms.vault.ca_bundle" .) -}}
+{{- end -}}{{- end -}}
+{{- with $auth.policy_file -}}
+{{- $paths = append $paths (list "config.auth.policy_file" .) -}}
+{{- end -}}
+{{- range $entry := $paths -}}
+{{- $file := index $entry 1 | toString -}}
+{{- if hasPrefix (printf "%s/" $secretsDir) $file -}}
+{{- $key := trimPrefix (printf "%s/" $secretsDir) $file -}}
+{{- if not (include "codec-server.mountSecrets" $) -}}
+{{- fail (printf "%s is %s, but no Secret is mounted at %s: set secrets.files.%s, or secrets.existingSecret to a Secret with the key %s." (index $entry 0) $file $secretsDir $key $key) -}}
+{{- end -}}
+{{- if and (not $secrets.existingSecret) (not (hasKey ($secrets.files | default dict) $key)) -}}
+{{- fail (printf "%s is %s, but the chart-made Secret has no key %s: add secrets.files.%s." (index $entry 0) $file $key $key) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
 {{- /* Replicas and state. */ -}}
 {{- $many := or $v.autoscaling.enabled (gt (int $v.replicaCount) 1) -}}
 {{- if and $auditOn (eq $v.auditDatabase "sqlite") $many -}}

@@ -2,6 +2,8 @@
 //! directory (one local KEK, auth off, loopback, JSON logs), for tests of process-level behaviour:
 //! signals, exit codes, log lines.
 //!
+//! [`SlowRequest`] sends an encode by hand and holds it in flight, for shutdown tests.
+//!
 //! A small shell wrapper runs the server and kills it when the test binary's end closes the wrapper's
 //! stdin, so a server never outlives the tests even if they are killed; the wrapper passes on the
 //! server's exit status.
@@ -14,6 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 /// Runs the server, prints its pid, kills it when stdin closes, and exits with the server's status.
 const WRAPPER: &str = r#"exec 3<&0
@@ -138,4 +142,45 @@ fn listening_port(line: &str) -> Option<u16> {
         return None;
     }
     u16::try_from(fields.get("port")?.as_u64()?).ok()
+}
+
+/// An encode request sent by hand with `Expect: 100-continue`: once the server answers `100 Continue`
+/// it has dispatched the request, which then waits for the rest of its body.
+pub struct SlowRequest {
+    pub stream: TcpStream,
+    body: Vec<u8>,
+}
+
+impl SlowRequest {
+    /// Connects, sends the head, waits for `100 Continue`, sends the first half of `body`.
+    pub async fn start(port: u16, body: Vec<u8>) -> SlowRequest {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+        let head = format!(
+            "POST /encode HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\nx-namespace: default\r\n\
+             content-length: {}\r\nexpect: 100-continue\r\nconnection: close\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).await.expect("send head");
+        let mut interim = Vec::new();
+        while !interim.ends_with(b"\r\n\r\n") {
+            let mut byte = [0u8; 1];
+            assert_eq!(stream.read(&mut byte).await.expect("read 100 Continue"), 1, "connection closed early");
+            interim.push(byte[0]);
+        }
+        assert!(interim.starts_with(b"HTTP/1.1 100 Continue"), "{}", String::from_utf8_lossy(&interim));
+        let half = body.len() / 2;
+        stream.write_all(&body[..half]).await.expect("send first half");
+        SlowRequest { stream, body: body[half..].to_vec() }
+    }
+
+    /// Sends the rest of the body; returns the status and the response body.
+    pub async fn finish(mut self) -> (u16, Vec<u8>) {
+        self.stream.write_all(&self.body).await.expect("send second half");
+        let mut response = Vec::new();
+        self.stream.read_to_end(&mut response).await.expect("read response");
+        let split = response.windows(4).position(|w| w == b"\r\n\r\n").expect("response head");
+        let head = String::from_utf8_lossy(&response[..split]).to_string();
+        let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status code");
+        (status, response[split + 4..].to_vec())
+    }
 }
