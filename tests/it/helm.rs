@@ -225,6 +225,8 @@ impl Pod {
         let mut secret_values = Vec::new();
         let spec = rendered.pod_spec();
         let mut mounts: Vec<(String, PathBuf)> = Vec::new();
+        // Mounts of Secrets the operator makes (existingSecret, tls.secretName, localKeys.existingSecret).
+        let mut operator_secrets: Vec<PathBuf> = Vec::new();
         for mount in rendered.container()["volumeMounts"].as_array().unwrap() {
             let path = mount["mountPath"].as_str().unwrap().to_owned();
             let dir = root.path().join(path.trim_start_matches('/'));
@@ -235,9 +237,12 @@ impl Pod {
                 for (key, value) in map["data"].as_object().unwrap() {
                     std::fs::write(dir.join(key), value.as_str().unwrap()).unwrap();
                 }
-            } else if let Some(name) = volume["secret"]["secretName"].as_str()
-                && let Some(secret) = rendered.named("Secret", name)
-            {
+            } else if let Some(name) = volume["secret"]["secretName"].as_str() {
+                let Some(secret) = rendered.named("Secret", name) else {
+                    operator_secrets.push(dir.clone());
+                    mounts.push((path, dir));
+                    continue;
+                };
                 for (key, value) in secret["data"].as_object().unwrap() {
                     let bytes = STANDARD.decode(value.as_str().unwrap()).unwrap();
                     secret_values.push((key.clone(), text(&bytes).trim().to_owned()));
@@ -256,8 +261,10 @@ impl Pod {
         let mut env = Vec::new();
         for var in rendered.container()["env"].as_array().unwrap() {
             let (name, value) = (var["name"].as_str().unwrap(), remap(var["value"].as_str().unwrap()));
-            if name.ends_with("_FILE") && !Path::new(&value).exists() {
-                // A key of the operator's existingSecret.
+            let in_operator_secret =
+                Path::new(&value).parent().is_some_and(|d| operator_secrets.iter().any(|o| o == d));
+            if name.ends_with("_FILE") && in_operator_secret {
+                // A key of the operator's existingSecret (a missing file anywhere else is the chart's bug).
                 let key = Path::new(&value).file_name().unwrap().to_str().unwrap().to_owned();
                 let stand_in = match key.as_str() {
                     "audit-database-url" => "postgres://codec:stand-in-password@postgres.db.svc/codec",
@@ -271,20 +278,28 @@ impl Pod {
             env.push((name.to_owned(), value));
         }
         let pod = Pod { root, env, secret_values };
-        pod.fill_existing_secrets(&toml::from_str(&config).unwrap());
+        pod.fill_existing_secrets(&toml::from_str(&config).unwrap(), &operator_secrets);
         pod
     }
 
     /// Files the config names inside mounts of Secrets the chart does not render (`tls.secretName`,
     /// `localKeys.existingSecret`): a certificate and key, and local KEKs written by `codec-server keygen`.
-    fn fill_existing_secrets(&self, config: &toml::Value) {
+    fn fill_existing_secrets(&self, config: &toml::Value, operator_secrets: &[PathBuf]) {
+        let mounted = |what: &str, dir: &Path| {
+            assert!(operator_secrets.iter().any(|o| o == dir), "{what} is {}: not a mounted Secret", dir.display());
+        };
         if let Some(tls) = config.get("server").and_then(|s| s.get("tls")) {
             let certified = rcgen::generate_simple_self_signed(vec!["codec.example.com".to_owned()]).unwrap();
-            std::fs::write(tls["cert_file"].as_str().unwrap(), certified.cert.pem()).unwrap();
-            std::fs::write(tls["key_file"].as_str().unwrap(), certified.signing_key.serialize_pem()).unwrap();
+            let (cert, key) =
+                (Path::new(tls["cert_file"].as_str().unwrap()), Path::new(tls["key_file"].as_str().unwrap()));
+            mounted("server.tls.cert_file's directory", cert.parent().unwrap());
+            mounted("server.tls.key_file's directory", key.parent().unwrap());
+            std::fs::write(cert, certified.cert.pem()).unwrap();
+            std::fs::write(key, certified.signing_key.serialize_pem()).unwrap();
         }
         let key_dir = config.get("kms").and_then(|k| k.get("local")).and_then(|l| l.get("key_dir"));
         if let Some(dir) = key_dir.and_then(|d| d.as_str()) {
+            mounted("kms.local.key_dir", Path::new(dir));
             for ring in config["keyrings"].as_table().unwrap().values() {
                 let uris = ring.get("decrypt_only").and_then(|d| d.as_array()).into_iter().flatten();
                 for uri in ring["primary"].as_array().unwrap().iter().chain(uris) {

@@ -101,7 +101,7 @@ Keys of the Secret → config keys:
 {{- $audit := .Values.config.audit | default dict -}}
 {{- if and (ne (toString $audit.enabled) "false") (eq .Values.auditDatabase "postgres") }}
 - name: CODEC_AUDIT__DATABASE_URL_FILE
-  value: {{ printf "%s/audit-db-url" $dir | quote }}
+  value: {{ printf "%s/audit-database-url" $dir | quote }}
 {{- end }}
 {{- $method := include "codec-server.vaultAuthMethod" . -}}
 {{- if eq $method "token" }}
