@@ -131,12 +131,14 @@ impl AuditEvent {
     }
 }
 
+/// At most [`MAX_USER_AGENT`] bytes, control characters replaced: the value comes from the caller and is
+/// later printed on an operator's terminal by `audit query`.
 fn truncate_user_agent(ua: &str) -> String {
     let mut end = ua.len().min(MAX_USER_AGENT);
     while !ua.is_char_boundary(end) {
         end -= 1;
     }
-    ua[..end].to_owned()
+    ua[..end].chars().map(|c| if c.is_control() { '\u{FFFD}' } else { c }).collect()
 }
 
 #[cfg(test)]
@@ -149,6 +151,11 @@ mod tests {
             assert_eq!(Outcome::parse(o.as_str()), Some(o));
         }
         assert_eq!(Outcome::parse("maybe"), None);
+    }
+
+    #[test]
+    fn user_agent_control_characters_cannot_reach_a_terminal() {
+        assert_eq!(truncate_user_agent("curl\u{1b}[31m\nX"), "curl\u{FFFD}[31m\u{FFFD}X");
     }
 
     #[test]

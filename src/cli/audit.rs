@@ -146,7 +146,13 @@ const HEADERS: [&str; 15] = [
     "user_agent",
 ];
 
+/// Every column as text, with control characters replaced: rows written by older versions or by hand
+/// must not be able to drive the operator's terminal either.
 fn fields(e: &AuditEvent) -> [String; 15] {
+    fields_raw(e).map(|f| f.chars().map(|c| if c.is_control() { '\u{FFFD}' } else { c }).collect())
+}
+
+fn fields_raw(e: &AuditEvent) -> [String; 15] {
     let opt = |v: &Option<String>| v.clone().unwrap_or_default();
     [
         format_time(e.time_ms),

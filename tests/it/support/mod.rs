@@ -1,5 +1,6 @@
 #[cfg(feature = "gcp-kms")]
 pub mod gcp_fake;
+pub mod helm;
 pub mod jwks_server;
 pub mod kms;
 #[cfg(feature = "aws-kms")]
