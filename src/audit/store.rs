@@ -52,8 +52,9 @@ pub struct AuditFilter {
 }
 
 impl AuditStore {
-    /// Connects (lazily: the pool opens connections on first use, so a database that is down at start
-    /// shows in `/readyz` instead of stopping the server). A SQLite file is created if missing.
+    /// Connects lazily: the pool opens connections on first use. With `migrate_on_start` the first use is
+    /// at start, so a database that is down stops the server (Kubernetes restarts it); without it, the
+    /// server starts and `/readyz` reports the database. A SQLite file is created if missing.
     pub fn connect(url: &str, max_connections: u32, acquire_timeout: Duration) -> Result<AuditStore, AuditError> {
         if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)
