@@ -3,13 +3,15 @@
 //!
 //! What must stay true:
 //! - `new` makes no network call and lets no `VAULT_*` environment variable override the config.
-//! - `wrap` never reaches `encrypt/<key>` for a key not read and found usable first (`check_key`):
-//!   Transit's `encrypt` would create a missing key.
+//! - `wrap` never reaches `encrypt/<key>` for a key not read and found usable within the last
+//!   `KEY_CHECK_TTL` (`check_key`): Transit's `encrypt` would create a missing key, so a key deleted in
+//!   Vault must not come back silently as new key material.
 //! - A key serves only the binding the config names: associated-data needs a non-derived AEAD key,
 //!   derivation-context a key created with `derived=true`; anything else is refused, never downgraded.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use base64::Engine;
@@ -25,13 +27,17 @@ use crate::kms::{DataKey, KekUri, KmsBackend, KmsContext, KmsError, Provider, Wr
 /// Transit key types whose encryption takes `associated_data`.
 const AEAD_KEY_TYPES: [&str; 4] = ["aes128-gcm96", "aes256-gcm96", "chacha20-poly1305", "xchacha20-poly1305"];
 
+/// How long a key read stays trusted before `wrap` reads it again. `wrap` runs once per new data key
+/// (every few minutes per namespace), so this costs one extra read per wrap at most.
+const KEY_CHECK_TTL: Duration = Duration::from_secs(60);
+
 /// Vault Transit KEKs. Dropping it stops its token-renewal task.
 pub struct VaultBackend {
     tokens: Arc<Tokens>,
     binding: VaultBinding,
     keks: Vec<KekUri>,
-    /// Keys read and found to exist (checked once before the first `encrypt`).
-    verified: Mutex<HashSet<String>>,
+    /// Keys read and found usable, with when (re-read after `KEY_CHECK_TTL`).
+    verified: Mutex<HashMap<String, Instant>>,
     maintainer: Option<tokio::task::AbortHandle>,
 }
 
@@ -58,7 +64,7 @@ impl VaultBackend {
         let maintainer = tokio::runtime::Handle::try_current()
             .ok()
             .map(|runtime| runtime.spawn(auth::maintain(tokens.clone())).abort_handle());
-        Ok(VaultBackend { tokens, binding: config.binding, keks, verified: Mutex::new(HashSet::new()), maintainer })
+        Ok(VaultBackend { tokens, binding: config.binding, keks, verified: Mutex::new(HashMap::new()), maintainer })
     }
 
     /// Logins and renewals so far.
@@ -92,12 +98,13 @@ impl VaultBackend {
             );
             return Err(KmsError::KeyDisabled { kek: kek.to_string() });
         }
-        self.verified.lock().unwrap_or_else(|e| e.into_inner()).insert(kek.as_str().to_owned());
+        self.verified.lock().unwrap_or_else(|e| e.into_inner()).insert(kek.as_str().to_owned(), Instant::now());
         Ok(())
     }
 
     fn is_verified(&self, kek: &KekUri) -> bool {
-        self.verified.lock().unwrap_or_else(|e| e.into_inner()).contains(kek.as_str())
+        let verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        verified.get(kek.as_str()).is_some_and(|at| at.elapsed() < KEY_CHECK_TTL)
     }
 }
 
