@@ -25,6 +25,7 @@ use crate::kms::local::{self, LocalBackend};
 use crate::kms::resilient::{self, ResilienceSettings};
 use crate::kms::{DataKey, KekUri, KmsBackend, Provider};
 use crate::protocol::Namespace;
+use crate::protocol::client_addr::TrustedProxies;
 use crate::protocol::request::{Limits, ProtocolSettings};
 
 /// Shared, read-only state of a running server.
@@ -87,6 +88,7 @@ impl AppState {
             path_prefix: config.server.path_prefix.clone(),
             default_namespace: config.server.default_namespace.as_deref().and_then(Namespace::parse),
             limits: Limits { max_body_bytes: config.server.max_body_bytes, max_payloads: config.server.max_payloads },
+            trusted_proxies: TrustedProxies::parse(&config.server.trusted_proxies).map_err(anyhow::Error::msg)?,
         };
         let authorizer = build_authorizer(config, clock.clone())?;
         let metrics = Arc::default();

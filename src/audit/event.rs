@@ -9,6 +9,7 @@ use actix_web::HttpRequest;
 use actix_web::http::header::USER_AGENT;
 
 use crate::auth::{Identity, Subject};
+use crate::protocol::client_addr::TrustedProxies;
 use crate::protocol::{CodecOp, Namespace};
 use crate::request_id::RequestId;
 
@@ -72,7 +73,14 @@ pub struct AuditEvent {
 
 impl AuditEvent {
     /// The event for a request about to be decided: identity and outcome are filled in later.
-    pub fn begin(req: &HttpRequest, namespace: &Namespace, op: CodecOp, payload_count: usize, unix_ms: i64) -> Self {
+    pub fn begin(
+        req: &HttpRequest,
+        namespace: &Namespace,
+        op: CodecOp,
+        payload_count: usize,
+        unix_ms: i64,
+        proxies: &TrustedProxies,
+    ) -> Self {
         let user_agent = req.headers().get(USER_AGENT).and_then(|v| v.to_str().ok()).map(truncate_user_agent);
         AuditEvent {
             time_ms: unix_ms,
@@ -88,7 +96,7 @@ impl AuditEvent {
             outcome: Outcome::Failed,
             reason: None,
             http_status: 500,
-            client_addr: req.peer_addr().map(|a| a.ip().to_string()),
+            client_addr: proxies.client_ip(req.peer_addr().map(|a| a.ip()), req.headers()).map(|ip| ip.to_string()),
             user_agent,
         }
     }

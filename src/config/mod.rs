@@ -63,6 +63,9 @@ pub struct ServerConfig {
     pub max_decompressed_bytes: usize,
     /// HTTP worker threads; default: one per core.
     pub workers: Option<usize>,
+    /// Proxies (addresses or CIDR ranges, e.g. the ingress pods' network) whose `X-Forwarded-For` is
+    /// believed for the audit log's client address. Empty: the TCP peer is the client.
+    pub trusted_proxies: Vec<String>,
     /// On SIGTERM/SIGINT: stop accepting, then give in-flight requests this long to finish.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
@@ -259,6 +262,7 @@ impl Default for ServerConfig {
             max_payloads: 1000,
             max_decompressed_bytes: 64 << 20,
             workers: None,
+            trusted_proxies: Vec::new(),
             shutdown_timeout: Duration::from_secs(30),
             tls: None,
         }
@@ -405,6 +409,7 @@ impl Config {
         self.validate_auth()?;
         self.validate_cors()?;
         self.audit.validate()?;
+        crate::protocol::client_addr::TrustedProxies::parse(&s.trusted_proxies).map_err(anyhow::Error::msg)?;
         self.validate_keys()?;
         let e = &self.cache.encrypt;
         if e.max_payloads == 0 || e.max_age.is_zero() {

@@ -3,6 +3,7 @@
 //! Everything that parses client input lives here, so handlers start from clean, bounded values.
 
 pub mod base64_lenient;
+pub mod client_addr;
 pub mod namespace;
 pub mod payloads;
 pub mod request;

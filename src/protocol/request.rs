@@ -23,6 +23,8 @@ pub struct ProtocolSettings {
     pub path_prefix: String,
     pub default_namespace: Option<Namespace>,
     pub limits: Limits,
+    /// Whose `X-Forwarded-For` is believed for the client address.
+    pub trusted_proxies: super::client_addr::TrustedProxies,
 }
 
 /// A codec request after the protocol work: every field is validated and bounded.

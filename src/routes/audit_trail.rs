@@ -11,7 +11,8 @@ use crate::state::AppState;
 /// The event for this request, before the decision.
 pub fn begin_event(req: &HttpRequest, request: &CodecRequest, state: &AppState) -> AuditEvent {
     let count = request.payloads.payloads.len();
-    AuditEvent::begin(req, &request.namespace, request.op, count, state.clock.unix_millis())
+    let proxies = &state.protocol.trusted_proxies;
+    AuditEvent::begin(req, &request.namespace, request.op, count, state.clock.unix_millis(), proxies)
 }
 
 /// Records a denial or a failure and hands the error back. Refusals are never blocked by the audit

@@ -246,3 +246,25 @@ async fn a_decode_answers_only_after_its_row_is_committed() {
         "{rows:?}"
     );
 }
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_audit_row_names_the_forwarded_client() {
+    let app = TestApp::spawn_with(|c| c.server.trusted_proxies = vec!["127.0.0.0/8".into()]).await;
+    let sealed = app.encode("ns", vec![payload(b"7")]).await;
+    let forged_then_real = "6.6.6.6, 203.0.113.9";
+    let response = app
+        .client
+        .post(app.url("/decode"))
+        .header("content-type", "application/json")
+        .header("x-namespace", "ns")
+        .header("x-forwarded-for", forged_then_real)
+        .header("x-request-id", "via-proxy")
+        .body(body(&sealed))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let rows = flushed_rows(&app).await;
+    let row = rows.iter().find(|r| r.request_id == "via-proxy").unwrap();
+    assert_eq!(row.client_addr.as_deref(), Some("203.0.113.9"), "the hop the trusted proxy saw, not the forged one");
+}
