@@ -23,10 +23,10 @@ use crate::auth::Grant;
 use crate::kms::decrypt_cache::{DecryptCache, cache_key};
 use crate::kms::encrypt_cache::{EncryptCache, LeaseError};
 use crate::kms::keyring::{DecodeFailure, KeyringRegistry, NamespaceKeys};
-use crate::kms::{KmsContext, KmsError, WrappedKey};
+use crate::kms::{DataKey, KmsContext, KmsError, WrappedKey};
 use crate::protocol::{Namespace, Payload};
 use compression::{Compression, CompressionError};
-use envelope::{EnvelopeError, FLAG_ZSTD, SealParams};
+use envelope::{Envelope, EnvelopeError, FLAG_ZSTD, SealParams};
 use legacy::{LegacyError, LegacyKeys};
 
 /// `encoding` of every payload we seal.
@@ -304,19 +304,64 @@ impl Codec {
                     continue;
                 }
             };
-            // A commitment mismatch means the EDKs disagree about the key: never try another one.
-            let plaintext = envelope.open(&dek, namespace.as_str()).map_err(|e| match e {
-                EnvelopeError::CommitmentMismatch => PayloadFailure::Commitment,
-                _ => PayloadFailure::Open,
-            })?;
-            kek_refs.insert(edk.kek_ref.clone());
-            let plaintext = match envelope.is_compressed() {
-                true => compression::decompress_within(Compression::Zstd, &plaintext, budget)?,
-                false => plaintext,
+            // A commitment mismatch (the EDKs disagree about the key) fails here: never try another EDK.
+            let opened = if data.len() >= BLOCKING_THRESHOLD {
+                open_on_blocking_pool(data.to_vec(), dek, namespace.as_str().to_owned(), budget).await
+            } else {
+                open_payload(&envelope, &dek, namespace.as_str(), budget)
             };
-            return Payload::decode(plaintext.as_slice()).map_err(|_| PayloadFailure::InnerPayload);
+            if opened.is_ok() {
+                kek_refs.insert(edk.kek_ref.clone());
+            }
+            return opened;
         }
         Err(last)
+    }
+}
+
+/// Envelopes at least this large are opened on the blocking thread pool: AES over megabytes and zstd
+/// up to the decompression budget would otherwise stall the HTTP worker and every request queued on it.
+const BLOCKING_THRESHOLD: usize = 256 * 1024;
+
+/// Opens a parsed envelope with its data key: AEAD, then zstd within the budget, then the inner Payload.
+fn open_payload(
+    envelope: &Envelope<'_>,
+    dek: &DataKey,
+    namespace: &str,
+    budget: &mut usize,
+) -> Result<Payload, PayloadFailure> {
+    let plaintext = envelope.open(dek, namespace).map_err(|e| match e {
+        EnvelopeError::CommitmentMismatch => PayloadFailure::Commitment,
+        _ => PayloadFailure::Open,
+    })?;
+    let plaintext = match envelope.is_compressed() {
+        true => compression::decompress_within(Compression::Zstd, &plaintext, budget)?,
+        false => plaintext,
+    };
+    Payload::decode(plaintext.as_slice()).map_err(|_| PayloadFailure::InnerPayload)
+}
+
+/// [`open_payload`] on the blocking pool, for a copy of the envelope bytes; the budget left comes back.
+async fn open_on_blocking_pool(
+    data: Vec<u8>,
+    dek: Arc<DataKey>,
+    namespace: String,
+    budget: &mut usize,
+) -> Result<Payload, PayloadFailure> {
+    let mut remaining = *budget;
+    let task = tokio::task::spawn_blocking(move || {
+        let opened = envelope::parse(&data)
+            .map_err(PayloadFailure::Malformed)
+            .and_then(|envelope| open_payload(&envelope, &dek, &namespace, &mut remaining));
+        (opened, remaining)
+    });
+    match task.await {
+        Ok((opened, remaining)) => {
+            *budget = remaining;
+            opened
+        }
+        // The task panicked or the runtime is shutting down: nothing was released.
+        Err(_) => Err(PayloadFailure::Open),
     }
 }
 

@@ -55,3 +55,37 @@ async fn compressed_namespaces_round_trip_and_share_one_decompression_budget_per
     assert_eq!(body["error"]["code"], "decode-failed");
     assert_eq!(body["error"]["indexes"], serde_json::json!([1, 2]));
 }
+
+/// Large envelopes are opened off the HTTP worker (DESIGN: no blocking on request threads); the move must
+/// keep every check: compression, the per-request decompression budget and tamper detection.
+#[tokio::test]
+async fn large_compressed_envelopes_open_within_the_budget_and_tampering_is_still_caught() {
+    // 3 MiB of hex digits: about half compressible, so the sealed envelope is still well over 256 KiB.
+    let mut raw = vec![0u8; 3 << 20];
+    codec_server::codec::random::fill(&mut raw);
+    let text: Vec<u8> = raw.iter().map(|b| b"0123456789abcdef"[usize::from(b & 15)]).collect();
+    let app = TestApp::spawn_with(|c| {
+        c.namespaces[0].compress = true;
+        c.server.max_decompressed_bytes = 4 << 20;
+    })
+    .await;
+    let originals = vec![payload(&text), payload(b"small")];
+    let sealed = app.encode("big", originals.clone()).await;
+    assert!(sealed[0].data.len() > 1 << 20 && sealed[0].data.len() < text.len(), "compressed but large");
+    assert_eq!(app.decode("big", &sealed).await, originals);
+
+    // Two of them need 6 MiB of decompression: over the 4 MiB budget for the request.
+    let twice = [sealed[0].clone(), sealed[0].clone()];
+    let response = app.post_decode("big", &twice).await;
+    assert_eq!(response.status(), 400);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["indexes"], serde_json::json!([1]), "the second one ran out of budget: {body}");
+
+    let mut tampered = sealed.clone();
+    let middle = tampered[0].data.len() / 2;
+    tampered[0].data[middle] ^= 0x40;
+    let response = app.post_decode("big", &tampered).await;
+    assert_eq!(response.status(), 400);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["indexes"], serde_json::json!([0]));
+}
