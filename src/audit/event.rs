@@ -146,7 +146,12 @@ fn truncate_user_agent(ua: &str) -> String {
     while !ua.is_char_boundary(end) {
         end -= 1;
     }
-    ua[..end].chars().map(|c| if c.is_control() { '\u{FFFD}' } else { c }).collect()
+    without_controls(&ua[..end])
+}
+
+/// `text` with every control character replaced by U+FFFD, so it cannot drive a terminal.
+pub fn without_controls(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() { '\u{FFFD}' } else { c }).collect()
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use clap::{Subcommand, ValueEnum};
 
+use crate::audit::event::without_controls;
 use crate::audit::{AuditEvent, AuditFilter, AuditStore, Outcome, now_millis};
 use crate::config::Config;
 
@@ -149,7 +150,7 @@ const HEADERS: [&str; 15] = [
 /// Every column as text, with control characters replaced: rows written by older versions or by hand
 /// must not be able to drive the operator's terminal either.
 fn fields(e: &AuditEvent) -> [String; 15] {
-    fields_raw(e).map(|f| f.chars().map(|c| if c.is_control() { '\u{FFFD}' } else { c }).collect())
+    fields_raw(e).map(|f| without_controls(&f))
 }
 
 fn fields_raw(e: &AuditEvent) -> [String; 15] {
