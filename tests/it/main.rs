@@ -12,6 +12,7 @@ mod envelope_security;
 mod errors;
 mod helm;
 mod helpers;
+mod hostile;
 mod jws_vectors;
 #[cfg(feature = "aws-kms")]
 mod kms_aws;
@@ -29,3 +30,4 @@ mod protocol;
 mod roundtrip;
 mod support;
 mod temporal_cli;
+mod workloads;
