@@ -1,0 +1,81 @@
+/**
+ * Where the bearer token comes from: a fixed string, a (possibly async) function, or a file.
+ *
+ * What must stay true: a token file is re-read as soon as it changes. Kubernetes rotates projected
+ * service-account tokens by swapping a symlink (`..data`) to a new directory, so the path's target
+ * gets a new inode; other writers replace the file in place. `stat` follows the symlink, and any change
+ * of device, inode, size or mtime triggers a re-read. The token itself never appears in an error.
+ */
+import { promises as fs } from 'node:fs';
+
+/** A token, or a function returning one (called before every HTTP attempt; cache inside it if costly). */
+export type TokenProvider = string | (() => string | Promise<string>);
+
+export type TokenSource = () => Promise<string | undefined>;
+
+/** Thrown by a token source; the codec wraps it in a `CodecTokenError`. Messages carry no token. */
+export class TokenSourceError extends Error {}
+
+export function staticToken(token: string): TokenSource {
+  return () => Promise.resolve(token);
+}
+
+export function functionToken(fn: () => string | Promise<string>): TokenSource {
+  return async () => {
+    let value: unknown;
+    try {
+      value = await fn();
+    } catch (err) {
+      // The function's own error text is not repeated: it could contain anything.
+      throw new TokenSourceError(`the token function threw ${errorName(err)}`);
+    }
+    if (typeof value !== 'string' || value.trim() === '') {
+      throw new TokenSourceError('the token function returned no token');
+    }
+    return value.trim();
+  };
+}
+
+interface FileStamp {
+  dev: number;
+  ino: number;
+  size: number;
+  mtimeMs: number;
+}
+
+export function fileToken(path: string): TokenSource {
+  let cached: { stamp: FileStamp; token: string } | undefined;
+  return async () => {
+    let stamp: FileStamp;
+    try {
+      const st = await fs.stat(path);
+      stamp = { dev: st.dev, ino: st.ino, size: st.size, mtimeMs: st.mtimeMs };
+    } catch (err) {
+      throw new TokenSourceError(`tokenFile ${path} cannot be read (${errorCode(err)})`);
+    }
+    if (cached && sameStamp(cached.stamp, stamp)) return cached.token;
+    let text: string;
+    try {
+      text = await fs.readFile(path, 'utf8');
+    } catch (err) {
+      throw new TokenSourceError(`tokenFile ${path} cannot be read (${errorCode(err)})`);
+    }
+    const token = text.trim();
+    if (token === '') throw new TokenSourceError(`tokenFile ${path} is empty`);
+    cached = { stamp, token };
+    return token;
+  };
+}
+
+function sameStamp(a: FileStamp, b: FileStamp): boolean {
+  return a.dev === b.dev && a.ino === b.ino && a.size === b.size && a.mtimeMs === b.mtimeMs;
+}
+
+function errorCode(err: unknown): string {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : errorName(err);
+}
+
+function errorName(err: unknown): string {
+  return err instanceof Error ? err.name : typeof err;
+}
