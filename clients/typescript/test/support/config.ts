@@ -90,7 +90,7 @@ match = "*"
 keyring = "main"
 
 [log]
-level = "warn"
+level = "info"
 `;
 }
 
