@@ -22,14 +22,14 @@ import {
   CodecError,
   CodecForbiddenError,
   type CodecOperation,
-  CodecProtocolError,
+  CodecResponseError,
   CodecTokenError,
   CodecUnauthorizedError,
   CodecUnavailableError,
   sanitizeServerText,
 } from './errors';
 import { payloadsFromJson, payloadsToJson, ReplyShapeError } from './payloads';
-import { fileToken, functionToken, staticToken, type TokenProvider, type TokenSource, TokenSourceError } from './token';
+import { fileToken, functionToken, noToken, staticToken, type TokenProvider, type TokenSource, TokenSourceError } from './token';
 import { type HttpReply, Transport, TransportError } from './transport';
 
 /** Options of {@link RemotePayloadCodec}. The Python client (`temporal_codec_client`) has the same ones. */
@@ -47,24 +47,38 @@ export interface RemotePayloadCodecOptions {
   tokenFile?: string | undefined;
   /** Deadline of one HTTP attempt, in milliseconds. Default 10 000. */
   timeoutMs?: number | undefined;
-  /** Retries after the first attempt, for 502/503/504/429 and connection failures. Default 3. */
+  /**
+   * Retries after the first attempt, for 502/503/504/429, refused or reset connections and timeouts
+   * (so at most `maxRetries + 1` attempts); 0 disables retries. Default 3.
+   */
   maxRetries?: number | undefined;
+  /** First retry wait in ms before jitter; doubles per retry (full jitter). Default 200. */
+  backoffMs?: number | undefined;
+  /** Longest single wait in ms, also the cap on a server's `Retry-After`. Default 10 000. */
+  maxBackoffMs?: number | undefined;
+  /**
+   * Refuse an encode reply whose payloads are not `binary/kms-envelope`, so a misrouted endpoint or a
+   * proxy can never let plaintext into history. Default true.
+   */
+  verifySealed?: boolean | undefined;
   /** PEM file of the CA(s) that signed the server's certificate (replaces Node's default roots for this codec). */
   caFile?: string | undefined;
   /** Extra headers on every request (e.g. for an ingress). Cannot replace the protocol's own headers. */
   headers?: Record<string, string> | undefined;
 }
 
-/** Defaults shared with the Python client. */
+/** Defaults shared with the Python client (`timeout=10.0, max_retries=3, backoff=0.2, max_backoff=10.0`). */
 export const DEFAULT_TIMEOUT_MS = 10_000;
 export const DEFAULT_MAX_RETRIES = 3;
-/** First backoff delay; it doubles per retry, with jitter, up to {@link MAX_BACKOFF_MS}. */
-export const INITIAL_BACKOFF_MS = 200;
-export const MAX_BACKOFF_MS = 5_000;
-/** A server's `Retry-After` is honoured up to this long. */
-export const MAX_RETRY_AFTER_MS = 30_000;
+export const DEFAULT_BACKOFF_MS = 200;
+export const DEFAULT_MAX_BACKOFF_MS = 10_000;
 
-const RESERVED_HEADERS = new Set(['content-type', 'content-length', 'x-namespace', 'host', 'transfer-encoding', 'connection']);
+/** `metadata.encoding` of every payload temporal-codec-server seals. */
+export const SEALED_ENCODING = 'binary/kms-envelope';
+
+const VERSION = '0.1.0';
+
+const RESERVED_HEADERS = new Set(['content-type', 'content-length', 'x-namespace', 'x-request-id', 'host', 'transfer-encoding', 'connection']);
 const RETRYABLE_STATUSES = new Set([429, 502, 503, 504]);
 
 export class RemotePayloadCodec implements PayloadCodec {
@@ -72,9 +86,12 @@ export class RemotePayloadCodec implements PayloadCodec {
   readonly namespace: string;
   readonly timeoutMs: number;
   readonly maxRetries: number;
+  readonly backoffMs: number;
+  readonly maxBackoffMs: number;
+  readonly verifySealed: boolean;
 
   private readonly base: string;
-  private readonly token: TokenSource | undefined;
+  private readonly token: TokenSource;
   private readonly extraHeaders: Record<string, string>;
   private readonly transport: Transport;
 
@@ -84,12 +101,15 @@ export class RemotePayloadCodec implements PayloadCodec {
     this.namespace = opts.namespace;
     this.timeoutMs = opts.timeoutMs;
     this.maxRetries = opts.maxRetries;
+    this.backoffMs = opts.backoffMs;
+    this.maxBackoffMs = opts.maxBackoffMs;
+    this.verifySealed = opts.verifySealed;
     this.base = opts.endpoint.replaceAll('{namespace}', encodeURIComponent(opts.namespace)).replace(/\/+$/, '');
     this.extraHeaders = opts.headers;
     if (typeof opts.token === 'string') this.token = staticToken(opts.token);
     else if (typeof opts.token === 'function') this.token = functionToken(opts.token);
     else if (opts.tokenFile !== undefined) this.token = fileToken(opts.tokenFile);
-    else this.token = undefined;
+    else this.token = noToken();
 
     let ca: Buffer | undefined;
     if (opts.caFile !== undefined) {
@@ -103,8 +123,19 @@ export class RemotePayloadCodec implements PayloadCodec {
   }
 
   /** Seal payloads. Throws a {@link CodecError} rather than ever returning them unencrypted. */
-  encode(payloads: Payload[]): Promise<Payload[]> {
-    return this.call('encode', payloads);
+  async encode(payloads: Payload[]): Promise<Payload[]> {
+    const sealed = await this.call('encode', payloads);
+    if (this.verifySealed) {
+      const unsealed = sealed.flatMap((p, i) => (encodingOf(p) === SEALED_ENCODING ? [] : [i]));
+      if (unsealed.length > 0) {
+        throw new CodecResponseError(`encode reply holds payloads that are not ${SEALED_ENCODING}`, {
+          operation: 'encode',
+          namespace: this.namespace,
+          indexes: unsealed,
+        });
+      }
+    }
+    return sealed;
   }
 
   /** Open payloads (ones the server did not seal come back unchanged). */
@@ -121,76 +152,93 @@ export class RemotePayloadCodec implements PayloadCodec {
     if (payloads.length === 0) return [];
     const url = new URL(`${this.base}/${operation}`);
     const body = Buffer.from(JSON.stringify(payloadsToJson(payloads)), 'utf8');
-    const reply = await this.postWithRetries(operation, url, body);
-    const requestId = header(reply.headers, 'x-request-id');
+    const { reply, requestId, attempts } = await this.postWithRetries(operation, url, body);
+    const details = { operation, namespace: this.namespace, status: reply.status, requestId, attempts };
     let json: unknown;
     try {
       json = JSON.parse(reply.body.toString('utf8'));
     } catch {
-      throw new CodecProtocolError('the server replied with invalid JSON', { operation, status: reply.status, requestId });
+      throw new CodecResponseError('the reply is not JSON', details);
     }
     try {
       return payloadsFromJson(json, payloads.length);
     } catch (err) {
-      if (err instanceof ReplyShapeError) {
-        throw new CodecProtocolError(err.message, { operation, status: reply.status, requestId });
-      }
+      if (err instanceof ReplyShapeError) throw new CodecResponseError(err.message, details);
       throw err;
     }
   }
 
   /** Returns a 200 reply or throws the error that fits the last attempt. */
-  private async postWithRetries(operation: CodecOperation, url: URL, body: Buffer): Promise<HttpReply> {
+  private async postWithRetries(
+    operation: CodecOperation,
+    url: URL,
+    body: Buffer,
+  ): Promise<{ reply: HttpReply; requestId: string; attempts: number }> {
+    const callId = randomUUID();
+    let retriedUnauthorized = false;
     for (let attempt = 1; ; attempt++) {
-      const requestId = randomUUID();
-      const headers = await this.headers(operation, requestId, attempt);
+      const sentId = `${callId}.${attempt}`;
+      const token = await this.currentToken(operation, sentId, attempt);
+      const headers: Record<string, string> = {
+        ...this.extraHeaders,
+        'Content-Type': 'application/json',
+        Accept: 'application/json',
+        'X-Namespace': this.namespace,
+        'X-Request-Id': sentId,
+        'User-Agent': `temporal-codec-client-typescript/${VERSION} node/${process.versions.node}`,
+      };
+      if (token !== undefined) headers['Authorization'] = `Bearer ${token}`;
+
       let reply: HttpReply;
       try {
         reply = await this.transport.post(url, headers, body, this.timeoutMs);
       } catch (err) {
         if (!(err instanceof TransportError)) throw err;
+        const details = { operation, namespace: this.namespace, code: err.code, requestId: sentId, attempts: attempt, cause: err };
+        if (err.certificate) {
+          // Waiting does not fix a certificate: fail at once.
+          throw new CodecError(`TLS certificate verification failed (see caFile): ${err.message}`, details);
+        }
         if (err.retryable && attempt <= this.maxRetries) {
-          await sleep(backoff(attempt));
+          await sleep(this.delay(attempt, undefined));
           continue;
         }
-        throw new CodecUnavailableError(`cannot reach the codec server at ${url.origin}: ${err.message}`, {
-          operation,
-          code: err.code,
-          requestId,
-          attempts: attempt,
-          cause: err,
-        });
+        throw new CodecUnavailableError(`cannot reach the codec server at ${url.origin}: ${err.message}`, details);
       }
-      if (reply.status === 200) return reply;
+      const requestId = header(reply.headers, 'x-request-id') ?? sentId;
+      if (reply.status === 200) return { reply, requestId, attempts: attempt };
+      if (reply.status === 401 && !retriedUnauthorized && this.token.invalidate()) {
+        // tokenFile: a token rotated within one mtime tick is invisible to stat; read it again once.
+        retriedUnauthorized = true;
+        if ((await this.currentToken(operation, sentId, attempt)) !== token) {
+          attempt--; // a rotated token is not a retry
+          continue;
+        }
+      }
       if (RETRYABLE_STATUSES.has(reply.status) && attempt <= this.maxRetries) {
-        await sleep(retryAfter(reply.headers) ?? backoff(attempt));
+        await sleep(this.delay(attempt, retryAfterMs(reply.headers)));
         continue;
       }
       throw errorFor(operation, this.namespace, reply, requestId, attempt);
     }
   }
 
-  private async headers(operation: CodecOperation, requestId: string, attempt: number): Promise<Record<string, string>> {
-    const headers: Record<string, string> = {
-      ...this.extraHeaders,
-      'Content-Type': 'application/json',
-      Accept: 'application/json',
-      'X-Namespace': this.namespace,
-      'X-Request-Id': requestId,
-    };
-    if (this.token) {
-      let token: string | undefined;
-      try {
-        token = await this.token();
-      } catch (err) {
-        if (err instanceof TokenSourceError) {
-          throw new CodecTokenError(err.message, { operation, requestId, attempts: attempt });
-        }
-        throw err;
+  /** Full jitter: uniform in [0, min(maxBackoff, backoff · 2^(attempt-1))], and at least `Retry-After` (capped). */
+  private delay(attempt: number, retryAfter: number | undefined): number {
+    const exponential = Math.min(this.maxBackoffMs, this.backoffMs * 2 ** (attempt - 1));
+    const jittered = Math.random() * exponential;
+    return retryAfter === undefined ? jittered : Math.max(jittered, Math.min(retryAfter, this.maxBackoffMs));
+  }
+
+  private async currentToken(operation: CodecOperation, requestId: string, attempt: number): Promise<string | undefined> {
+    try {
+      return await this.token.get();
+    } catch (err) {
+      if (err instanceof TokenSourceError) {
+        throw new CodecTokenError(err.message, { operation, namespace: this.namespace, requestId, attempts: attempt });
       }
-      if (token !== undefined) headers['Authorization'] = `Bearer ${token}`;
+      throw err;
     }
-    return headers;
   }
 }
 
@@ -198,48 +246,43 @@ function errorFor(
   operation: CodecOperation,
   namespace: string,
   reply: HttpReply,
-  sentRequestId: string,
+  requestId: string,
   attempts: number,
 ): CodecError {
-  const { code, message } = parseErrorBody(reply);
-  const details = {
-    operation,
-    status: reply.status,
-    code,
-    requestId: header(reply.headers, 'x-request-id') ?? sentRequestId,
-    attempts,
-  };
-  const said = message === undefined ? '' : `: ${message}`;
+  const { code, message, indexes } = parseErrorBody(reply);
+  const details = { operation, namespace, status: reply.status, code, indexes, serverMessage: message, requestId, attempts };
   switch (reply.status) {
     case 401:
-      return new CodecUnauthorizedError(`the codec server did not accept the token${said}`, details);
+      return new CodecUnauthorizedError('token missing, invalid or expired', details);
     case 403:
-      return new CodecForbiddenError(`the codec server's policy does not allow ${operation} in namespace ${namespace}${said}`, details);
+      return new CodecForbiddenError("not allowed by the namespace's policy", details);
     case 400:
     case 413:
     case 415:
-    case 422:
-      return new CodecBadRequestError(`the codec server refused the request${said}`, details);
+      return new CodecBadRequestError('request refused', details);
     case 429:
     case 502:
     case 503:
     case 504:
-      return new CodecUnavailableError(`the codec server is unavailable${said}`, details);
+      return new CodecUnavailableError('codec server unavailable', details);
     default:
-      if (reply.status >= 500) return new CodecError(`the codec server failed${said}`, details);
-      return new CodecProtocolError(`unexpected reply from the codec server${said}`, details);
+      return new CodecError('unexpected status', details);
   }
 }
 
-function parseErrorBody(reply: HttpReply): { code: string | undefined; message: string | undefined } {
-  if (reply.body.length === 0 || reply.body.length > 64 * 1024) return { code: undefined, message: undefined };
+function parseErrorBody(reply: HttpReply): { code: string | undefined; message: string | undefined; indexes: number[] | undefined } {
+  const none = { code: undefined, message: undefined, indexes: undefined };
+  if (reply.body.length === 0 || reply.body.length > 64 * 1024) return none;
   try {
     const parsed: unknown = JSON.parse(reply.body.toString('utf8'));
-    const error = (parsed as { error?: { code?: unknown; message?: unknown } } | null)?.error;
-    const code = sanitizeServerText(error?.code, 64);
-    return { code, message: sanitizeServerText(error?.message) };
+    const error = (parsed as { error?: { code?: unknown; message?: unknown; indexes?: unknown } } | null)?.error;
+    const rawIndexes = error?.indexes;
+    const indexes = Array.isArray(rawIndexes)
+      ? rawIndexes.filter((i): i is number => Number.isInteger(i)).slice(0, 100)
+      : undefined;
+    return { code: sanitizeServerText(error?.code, 64), message: sanitizeServerText(error?.message), indexes };
   } catch {
-    return { code: undefined, message: undefined };
+    return none;
   }
 }
 
@@ -249,25 +292,18 @@ function header(headers: IncomingHttpHeaders, name: string): string | undefined 
   return sanitizeServerText(text, 128);
 }
 
-/** Full-jitter exponential backoff: uniform in [d/2, d] where d = min(max, initial · 2^(attempt-1)). */
-function backoff(attempt: number): number {
-  const ceiling = Math.min(MAX_BACKOFF_MS, INITIAL_BACKOFF_MS * 2 ** (attempt - 1));
-  return ceiling / 2 + Math.random() * (ceiling / 2);
-}
-
-/** `Retry-After` as delta-seconds or an HTTP date, in ms, capped; undefined when absent or unreadable. */
-function retryAfter(headers: IncomingHttpHeaders): number | undefined {
+/** `Retry-After` as delta-seconds or an HTTP date, in ms; undefined when absent or unreadable. */
+function retryAfterMs(headers: IncomingHttpHeaders): number | undefined {
   const value = headers['retry-after'];
   if (typeof value !== 'string' || value.trim() === '') return undefined;
-  let ms: number;
-  if (/^\s*\d+\s*$/.test(value)) ms = Number(value) * 1000;
-  else {
-    const at = Date.parse(value);
-    if (Number.isNaN(at)) return undefined;
-    ms = at - Date.now();
-  }
-  // A little jitter so that many workers told the same Retry-After do not return in lockstep.
-  return Math.min(MAX_RETRY_AFTER_MS, Math.max(0, ms)) + Math.random() * 100;
+  if (/^\s*\d+\s*$/.test(value)) return Number(value) * 1000;
+  const at = Date.parse(value);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - Date.now());
+}
+
+function encodingOf(p: Payload): string | undefined {
+  const e = p.metadata?.['encoding'];
+  return e ? Buffer.from(e.buffer, e.byteOffset, e.byteLength).toString('utf8') : undefined;
 }
 
 function sleep(ms: number): Promise<void> {
@@ -281,6 +317,9 @@ interface ValidOptions {
   tokenFile: string | undefined;
   timeoutMs: number;
   maxRetries: number;
+  backoffMs: number;
+  maxBackoffMs: number;
+  verifySealed: boolean;
   caFile: string | undefined;
   headers: Record<string, string>;
 }
@@ -321,6 +360,14 @@ function validate(options: RemotePayloadCodecOptions): ValidOptions {
   if (!Number.isInteger(maxRetries) || maxRetries < 0 || maxRetries > 20) {
     throw new CodecConfigurationError('maxRetries must be an integer from 0 to 20');
   }
+  const backoffMs = options.backoffMs ?? DEFAULT_BACKOFF_MS;
+  const maxBackoffMs = options.maxBackoffMs ?? DEFAULT_MAX_BACKOFF_MS;
+  if (!Number.isFinite(backoffMs) || backoffMs < 0) throw new CodecConfigurationError('backoffMs must be a number >= 0');
+  if (!Number.isFinite(maxBackoffMs) || maxBackoffMs < backoffMs) {
+    throw new CodecConfigurationError('maxBackoffMs must be a number >= backoffMs');
+  }
+  const verifySealed = options.verifySealed ?? true;
+  if (typeof verifySealed !== 'boolean') throw new CodecConfigurationError('verifySealed must be a boolean');
   const headers: Record<string, string> = {};
   for (const [name, value] of Object.entries(options.headers ?? {})) {
     const lower = name.toLowerCase();
@@ -338,6 +385,9 @@ function validate(options: RemotePayloadCodecOptions): ValidOptions {
     tokenFile,
     timeoutMs,
     maxRetries,
+    backoffMs,
+    maxBackoffMs,
+    verifySealed,
     caFile,
     headers,
   };

@@ -8,11 +8,11 @@
 export {
   RemotePayloadCodec,
   type RemotePayloadCodecOptions,
+  DEFAULT_BACKOFF_MS,
+  DEFAULT_MAX_BACKOFF_MS,
   DEFAULT_MAX_RETRIES,
   DEFAULT_TIMEOUT_MS,
-  INITIAL_BACKOFF_MS,
-  MAX_BACKOFF_MS,
-  MAX_RETRY_AFTER_MS,
+  SEALED_ENCODING,
 } from './codec';
 export {
   CodecError,
@@ -20,7 +20,7 @@ export {
   CodecUnauthorizedError,
   CodecForbiddenError,
   CodecBadRequestError,
-  CodecProtocolError,
+  CodecResponseError,
   CodecTokenError,
   CodecConfigurationError,
   type CodecErrorDetails,

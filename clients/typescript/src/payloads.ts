@@ -41,7 +41,7 @@ function payloadToJson(p: Payload): JsonPayload {
   return out;
 }
 
-/** Why a reply is unusable; the caller wraps it in a `CodecProtocolError`. Never includes reply content. */
+/** Why a reply is unusable; the caller wraps it in a `CodecResponseError`. Never includes reply content. */
 export class ReplyShapeError extends Error {}
 
 export function payloadsFromJson(body: unknown, expectedCount: number): Payload[] {

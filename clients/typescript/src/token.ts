@@ -11,17 +11,26 @@ import { promises as fs } from 'node:fs';
 /** A token, or a function returning one (called before every HTTP attempt; cache inside it if costly). */
 export type TokenProvider = string | (() => string | Promise<string>);
 
-export type TokenSource = () => Promise<string | undefined>;
+export interface TokenSource {
+  get(): Promise<string | undefined>;
+  /** Forget a cached token after a 401; true when another read could give a different token. */
+  invalidate(): boolean;
+}
 
 /** Thrown by a token source; the codec wraps it in a `CodecTokenError`. Messages carry no token. */
 export class TokenSourceError extends Error {}
 
+export function noToken(): TokenSource {
+  return { get: () => Promise.resolve(undefined), invalidate: () => false };
+}
+
 export function staticToken(token: string): TokenSource {
-  return () => Promise.resolve(token);
+  return { get: () => Promise.resolve(token), invalidate: () => false };
 }
 
 export function functionToken(fn: () => string | Promise<string>): TokenSource {
-  return async () => {
+  // The function is called before every attempt anyway, so a 401 has nothing to invalidate here.
+  const get = async (): Promise<string> => {
     let value: unknown;
     try {
       value = await fn();
@@ -34,6 +43,7 @@ export function functionToken(fn: () => string | Promise<string>): TokenSource {
     }
     return value.trim();
   };
+  return { get, invalidate: () => false };
 }
 
 interface FileStamp {
@@ -45,7 +55,7 @@ interface FileStamp {
 
 export function fileToken(path: string): TokenSource {
   let cached: { stamp: FileStamp; token: string } | undefined;
-  return async () => {
+  const get = async (): Promise<string> => {
     let stamp: FileStamp;
     try {
       const st = await fs.stat(path);
@@ -65,6 +75,13 @@ export function fileToken(path: string): TokenSource {
     cached = { stamp, token };
     return token;
   };
+  // A rewrite within the same mtime tick with the same size is invisible to stat: after a 401, read again.
+  const invalidate = (): boolean => {
+    const had = cached !== undefined;
+    cached = undefined;
+    return had;
+  };
+  return { get, invalidate };
 }
 
 function sameStamp(a: FileStamp, b: FileStamp): boolean {

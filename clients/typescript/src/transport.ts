@@ -21,8 +21,10 @@ export class TransportError extends Error {
     message: string,
     /** The system error code (`ECONNREFUSED`, `ETIMEDOUT`, `CERT_HAS_EXPIRED`, …). */
     readonly code: string,
-    /** Whether trying again may help (false for TLS verification failures). */
+    /** Whether trying again may help. */
     readonly retryable: boolean,
+    /** The server's certificate was not accepted (waiting will not fix it). */
+    readonly certificate = false,
   ) {
     super(message);
     this.name = 'TransportError';
@@ -32,8 +34,8 @@ export class TransportError extends Error {
 /** Replies larger than this are refused: a codec reply is at most a few times the request. */
 const MAX_REPLY_BYTES = 256 * 1024 * 1024;
 
-/** TLS errors that a retry cannot fix: the certificate is wrong, not the network. */
-const TLS_CODES = new Set([
+/** Certificate verification failures: the certificate is wrong (or caFile is), not the network. */
+const CERTIFICATE_CODES = new Set([
   'DEPTH_ZERO_SELF_SIGNED_CERT',
   'SELF_SIGNED_CERT_IN_CHAIN',
   'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
@@ -43,8 +45,6 @@ const TLS_CODES = new Set([
   'CERT_NOT_YET_VALID',
   'CERT_SIGNATURE_FAILURE',
   'ERR_TLS_CERT_ALTNAME_INVALID',
-  'ERR_SSL_WRONG_VERSION_NUMBER',
-  'EPROTO',
 ]);
 
 export class Transport {
@@ -115,7 +115,8 @@ export class Transport {
 function toTransportError(err: NodeJS.ErrnoException): TransportError {
   if (err instanceof TransportError) return err;
   const code = typeof err.code === 'string' ? err.code : 'ERR_NETWORK';
-  const tls = TLS_CODES.has(code) || code.startsWith('ERR_SSL_') || code.startsWith('ERR_TLS_');
+  const certificate = CERTIFICATE_CODES.has(code);
+  const tls = certificate || code.startsWith('ERR_SSL_') || code.startsWith('ERR_TLS_') || code === 'EPROTO';
   // Node's socket messages name the address and the system call, never the request body or headers.
-  return new TransportError(tls ? `TLS failure: ${err.message}` : err.message, code, !tls);
+  return new TransportError(tls ? `TLS failure: ${err.message}` : err.message, code, !tls, certificate);
 }

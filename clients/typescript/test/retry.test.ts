@@ -7,7 +7,7 @@
 import * as assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 
-import { CodecProtocolError, CodecUnavailableError, RemotePayloadCodec } from '../src';
+import { CodecResponseError, CodecUnavailableError, RemotePayloadCodec } from '../src';
 import { devConfig } from './support/config';
 import { FakeFront } from './support/fake-front';
 import { assertNoSecrets, encodingOf, jsonPayload, rejection, text } from './support/payloads';
@@ -84,7 +84,7 @@ describe('retries in front of the real server', () => {
       assert.equal(err.status, 503);
       assert.equal(err.code, 'kms-unavailable');
       assert.equal(err.requestId, 'fake-front-1');
-      assert.match(err.message, /HTTP 503, code kms-unavailable, request id fake-front-1, 3 attempts/);
+      assert.match(err.message, /\[HTTP 503; code=kms-unavailable; request_id=fake-front-1; attempts=3\]$/);
       assertNoSecrets(err, [secret]);
     } finally {
       front.plan = [];
@@ -100,7 +100,10 @@ describe('retries in front of the real server', () => {
       await codec.encode([jsonPayload('x')]);
       const seen = front.arrivals.slice(firstArrival).map((a) => a.headers);
       assert.equal(seen.length, 2);
-      assert.notEqual(seen[0]!['x-request-id'], seen[1]!['x-request-id']);
+      const [first, second] = seen.map((h) => String(h['x-request-id']));
+      assert.match(first!, /^[0-9a-f-]{36}\.1$/);
+      assert.equal(second, first!.replace(/\.1$/, '.2'));
+      assert.match(String(seen[0]!['user-agent']), /^temporal-codec-client-typescript\//);
       for (const h of seen) {
         assert.equal(h['x-namespace'], 'payments');
         assert.equal(h['content-type'], 'application/json');
@@ -117,8 +120,22 @@ describe('retries in front of the real server', () => {
     front.plan = [{ kind: 'drop-one-payload' }];
     try {
       const err = await rejection(codec.encode([jsonPayload(1), jsonPayload(2)]));
-      assert.ok(err instanceof CodecProtocolError, String(err));
+      assert.ok(err instanceof CodecResponseError, String(err));
       assert.match(err.message, /reply has 1 payloads, the request had 2/);
+    } finally {
+      codec.close();
+    }
+  });
+
+  it('refuses an encode reply holding unsealed payloads (a misrouted endpoint), never returning plaintext', async () => {
+    const codec = new RemotePayloadCodec({ endpoint: front.url, namespace: 'payments' });
+    front.plan = [{ kind: 'route-to-decode' }];
+    try {
+      // The real server's /decode passes unsealed payloads through: exactly what a misrouted encode would see.
+      const err = await rejection(codec.encode([jsonPayload('x'), jsonPayload('y')]));
+      assert.ok(err instanceof CodecResponseError, String(err));
+      assert.deepEqual(err.indexes, [0, 1]);
+      assert.match(err.message, /not binary\/kms-envelope/);
     } finally {
       codec.close();
     }

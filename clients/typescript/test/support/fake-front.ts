@@ -1,7 +1,7 @@
 /**
  * FAKE: a tiny node:http front that stands before the real codec server to force failure sequences
  * the real server cannot be made to produce on demand (503 + Retry-After, a reply with the wrong
- * payload count, a reply that never comes). Every request it does not sabotage is forwarded unchanged
+ * payload count, a reply that never comes, an encode routed to /decode as a misconfigured proxy would). Every request it does not sabotage is forwarded unchanged
  * to the real server, so successes in these tests are real seals and opens.
  */
 import * as http from 'node:http';
@@ -9,6 +9,7 @@ import * as http from 'node:http';
 export type Sabotage =
   | { kind: 'status'; status: number; retryAfter?: string; code?: string }
   | { kind: 'drop-one-payload' }
+  | { kind: 'route-to-decode' }
   | { kind: 'hang' };
 
 export class FakeFront {
@@ -57,14 +58,15 @@ export class FakeFront {
         res.end(JSON.stringify({ error: { code: step.code ?? 'kms-unavailable', message: 'the KMS is unavailable' } }));
         return;
       }
-      this.forward(req, body, res, step?.kind === 'drop-one-payload');
+      const url = step?.kind === 'route-to-decode' ? (req.url ?? '/').replace(/encode$/, 'decode') : (req.url ?? '/');
+      this.forward(req, url, body, res, step?.kind === 'drop-one-payload');
     });
   }
 
-  private forward(req: http.IncomingMessage, body: Buffer, res: http.ServerResponse, dropOne: boolean): void {
+  private forward(req: http.IncomingMessage, url: string, body: Buffer, res: http.ServerResponse, dropOne: boolean): void {
     const headers = { ...req.headers };
     delete headers['host'];
-    const up = http.request(`${this.upstream}${req.url ?? '/'}`, { method: req.method ?? 'POST', headers }, (upRes) => {
+    const up = http.request(`${this.upstream}${url}`, { method: req.method ?? 'POST', headers }, (upRes) => {
       const chunks: Buffer[] = [];
       upRes.on('data', (c: Buffer) => chunks.push(c));
       upRes.on('end', () => {
