@@ -63,6 +63,15 @@ set -e
 summary="$(grep -E '^# (tests|suites|pass|fail|cancelled|skipped|todo|duration_ms) ' "$tap" || true)"
 echo "$summary"
 ran="$(sed -n 's/^# tests \([0-9]*\)$/\1/p' "$tap" | tail -n1)"
+count() {
+    local n
+    n="$(sed -n "s/^# $1 \\([0-9]*\\)\$/\\1/p" "$tap" | tail -n1)"
+    echo "${n:-0}"
+}
+passed="$(count pass)"
+failed=$(( $(count fail) + $(count cancelled) ))
+# The plain closing line; a test cancelled because its setup failed counts as failed.
+echo "typescript: ${passed} passed, ${failed} failed"
 if [[ "$status" -ne 0 ]]; then
     die "node --test failed (exit $status)"
 fi

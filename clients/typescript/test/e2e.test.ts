@@ -24,8 +24,11 @@ import { TemporalDevServer } from './support/temporal';
 const NAMESPACE = 'default';
 const CARD = '4111-1111-1111-SECRET';
 
-// Workers log a codec failure at ERROR level on purpose in the refused-worker cases; keep the output short.
-Runtime.install({ logger: new DefaultLogger('WARN', () => undefined) });
+// Workers log a codec failure (WARN in core) on purpose in the refused-worker cases; keep the output short.
+Runtime.install({
+  logger: new DefaultLogger('WARN', () => undefined),
+  telemetryOptions: { logging: { filter: { core: 'ERROR', other: 'ERROR' } } },
+});
 
 describe('end to end: Temporal dev server + TypeScript worker + codec server', () => {
   const issuer = new TestIssuer();
