@@ -65,7 +65,8 @@ describe('end to end: Temporal dev server + TypeScript worker + codec server', (
 
   before(async () => {
     await issuer.start();
-    [codecServer, temporalServer, bundle] = await Promise.all([
+    // Start both servers and bundle the workflow code concurrently; whatever started is stopped in after().
+    const [codec, temporal, bundled] = await Promise.allSettled([
       CodecServer.start({
         config: ({ dir }) => {
           keygen(`${dir}/keys`);
@@ -75,6 +76,10 @@ describe('end to end: Temporal dev server + TypeScript worker + codec server', (
       TemporalDevServer.start(),
       bundleWorkflowCode({ workflowsPath: require.resolve('./e2e/workflows'), logger: new DefaultLogger('WARN', () => undefined) }),
     ]);
+    if (codec.status === 'fulfilled') codecServer = codec.value;
+    if (temporal.status === 'fulfilled') temporalServer = temporal.value;
+    for (const r of [codec, temporal, bundled]) if (r.status === 'rejected') throw r.reason;
+    bundle = (bundled as PromiseFulfilledResult<WorkflowBundleWithSourceMap>).value;
     connection = await Connection.connect({ address: temporalServer.address });
   });
 

@@ -96,7 +96,7 @@ describe('caFile against the real server over TLS (JWT mode)', () => {
     }
   });
 
-  it('refuses the server when caFile names another CA, at once (no retries) and without sending the token', async () => {
+  it('refuses the server when caFile names another CA, at once (no retries), the token absent from the error', async () => {
     const token = workerToken(issuer, WORKER);
     const codec = new RemotePayloadCodec({ endpoint: server.url, namespace: 'payments', caFile: pki.otherCaFile, token });
     try {

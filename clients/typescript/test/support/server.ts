@@ -89,7 +89,10 @@ export class CodecServer {
         writeFileSync(file, options.config({ dir, port }));
         args.push('--config', file);
       }
-      const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RUST_LOG: 'warn' } });
+      // The config's [log] level decides what is logged; an inherited RUST_LOG would override it.
+      const env = { ...process.env };
+      delete env['RUST_LOG'];
+      const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
       const server = new CodecServer(child, port, dir, options.ca ? 'https' : 'http');
       try {
         await server.waitReady(options.ca);
