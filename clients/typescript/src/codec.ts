@@ -13,7 +13,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import type { IncomingHttpHeaders } from 'node:http';
+import { type IncomingHttpHeaders, validateHeaderName, validateHeaderValue } from 'node:http';
 import type { Payload, PayloadCodec } from '@temporalio/common';
 
 import {
@@ -29,7 +29,7 @@ import {
   sanitizeServerText,
 } from './errors';
 import { payloadsFromJson, payloadsToJson, ReplyShapeError } from './payloads';
-import { fileToken, functionToken, noToken, staticToken, type TokenProvider, type TokenSource, TokenSourceError } from './token';
+import { fileToken, functionToken, isHeaderSafeToken, noToken, staticToken, type TokenProvider, type TokenSource, TokenSourceError } from './token';
 import { type HttpReply, Transport, TransportError } from './transport';
 
 /** Options of {@link RemotePayloadCodec}. The Python client (`temporal_codec_client`) has the same ones. */
@@ -176,8 +176,9 @@ export class RemotePayloadCodec implements PayloadCodec {
   ): Promise<{ reply: HttpReply; requestId: string; attempts: number }> {
     const callId = randomUUID();
     let retriedUnauthorized = false;
+    let sends = 0;
     for (let attempt = 1; ; attempt++) {
-      const sentId = `${callId}.${attempt}`;
+      const sentId = `${callId}.${++sends}`;
       const token = await this.currentToken(operation, sentId, attempt);
       const headers: Record<string, string> = {
         ...this.extraHeaders,
@@ -347,7 +348,9 @@ function validate(options: RemotePayloadCodecOptions): ValidOptions {
   if (token !== undefined && typeof token !== 'string' && typeof token !== 'function') {
     throw new CodecConfigurationError('token must be a string or a function returning one');
   }
-  if (typeof token === 'string' && token.trim() === '') throw new CodecConfigurationError('token is empty');
+  if (typeof token === 'string' && !isHeaderSafeToken(token.trim())) {
+    throw new CodecConfigurationError('token must be one non-empty line of visible ASCII characters');
+  }
   if (tokenFile !== undefined && (typeof tokenFile !== 'string' || tokenFile === '')) {
     throw new CodecConfigurationError('tokenFile must be a path');
   }
@@ -376,6 +379,12 @@ function validate(options: RemotePayloadCodecOptions): ValidOptions {
       throw new CodecConfigurationError('headers cannot set Authorization together with token or tokenFile');
     }
     if (typeof value !== 'string') throw new CodecConfigurationError(`header ${name} must be a string`);
+    try {
+      validateHeaderName(name);
+      validateHeaderValue(name, value);
+    } catch {
+      throw new CodecConfigurationError(`header ${name} has a name or value not allowed in HTTP`);
+    }
     headers[name] = value;
   }
   return {

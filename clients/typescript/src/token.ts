@@ -41,6 +41,7 @@ export function functionToken(fn: () => string | Promise<string>): TokenSource {
     if (typeof value !== 'string' || value.trim() === '') {
       throw new TokenSourceError('the token function returned no token');
     }
+    if (!isHeaderSafeToken(value.trim())) throw new TokenSourceError('the token function returned a token with characters not allowed in a header');
     return value.trim();
   };
   return { get, invalidate: () => false };
@@ -72,6 +73,7 @@ export function fileToken(path: string): TokenSource {
     }
     const token = text.trim();
     if (token === '') throw new TokenSourceError(`tokenFile ${path} is empty`);
+    if (!isHeaderSafeToken(token)) throw new TokenSourceError(`tokenFile ${path} holds characters not allowed in a header (more than one line?)`);
     cached = { stamp, token };
     return token;
   };
@@ -82,6 +84,11 @@ export function fileToken(path: string): TokenSource {
     return had;
   };
   return { get, invalidate };
+}
+
+/** A bearer token is one line of visible ASCII (RFC 6750 b64token and JWTs are far narrower). */
+export function isHeaderSafeToken(token: string): boolean {
+  return /^[\x21-\x7e]+$/.test(token);
 }
 
 function sameStamp(a: FileStamp, b: FileStamp): boolean {

@@ -73,11 +73,18 @@ export class Transport {
         if (err) reject(err);
         else if (reply) resolve(reply);
       };
-      const req = this.client.request(url, {
-        method: 'POST',
-        agent: this.agent,
-        headers: { ...headers, 'Content-Length': String(body.length) },
-      });
+      let req: http.ClientRequest;
+      try {
+        req = this.client.request(url, {
+          method: 'POST',
+          agent: this.agent,
+          headers: { ...headers, 'Content-Length': String(body.length) },
+        });
+      } catch (err) {
+        // Node names the offending header, never its value.
+        reject(new TransportError(`request not sent: ${(err as Error).message}`, (err as NodeJS.ErrnoException).code ?? 'ERR_REQUEST', false));
+        return;
+      }
       const timer = setTimeout(() => {
         const err = new TransportError(`no complete reply within ${timeoutMs} ms`, 'ETIMEDOUT', true);
         finish(err);

@@ -172,7 +172,7 @@ describe('RemotePayloadCodec with JWT auth (Kubernetes service-account tokens)',
     }
   });
 
-  it('throws CodecTokenError for a missing or empty tokenFile', async () => {
+  it('throws CodecTokenError for a missing, empty or multi-line tokenFile', async () => {
     const dir = tempDir('token-missing');
     try {
       const missing = await rejection(codec({ tokenFile: path.join(dir, 'nope') }).encode([jsonPayload('x')]));
@@ -181,6 +181,11 @@ describe('RemotePayloadCodec with JWT auth (Kubernetes service-account tokens)',
       writeFileSync(path.join(dir, 'empty'), '\n');
       const empty = await rejection(codec({ tokenFile: path.join(dir, 'empty') }).encode([jsonPayload('x')]));
       assert.ok(empty instanceof CodecTokenError, String(empty));
+      const twoTokens = `${workerToken(issuer, WORKER)}\n${workerToken(issuer, READER)}\n`;
+      writeFileSync(path.join(dir, 'two-lines'), twoTokens);
+      const twoLines = await rejection(codec({ tokenFile: path.join(dir, 'two-lines') }).encode([jsonPayload('x')]));
+      assert.ok(twoLines instanceof CodecTokenError, String(twoLines));
+      assertNoSecrets(twoLines, twoTokens.trim().split('\n'));
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

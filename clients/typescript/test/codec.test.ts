@@ -159,6 +159,8 @@ describe('RemotePayloadCodec options', () => {
     ['no namespace', { ...ok, namespace: '' }],
     ['token and tokenFile', { ...ok, token: 't', tokenFile: '/t' }],
     ['an empty token', { ...ok, token: ' ' }],
+    ['a token of two lines', { ...ok, token: 'abc\nX-Injected: 1' }],
+    ['a header value with a line break', { ...ok, headers: { 'X-Team': 'a\r\nX-Injected: 1' } }],
     ['a negative timeout', { ...ok, timeoutMs: -1 }],
     ['fractional retries', { ...ok, maxRetries: 1.5 }],
     ['maxBackoffMs below backoffMs', { ...ok, backoffMs: 500, maxBackoffMs: 100 }],
