@@ -14,7 +14,7 @@
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { type IncomingHttpHeaders, validateHeaderName, validateHeaderValue } from 'node:http';
-import type { Payload, PayloadCodec } from '@temporalio/common';
+import type { Payload, PayloadCodec, SerializationContext } from '@temporalio/common';
 
 import {
   CodecBadRequestError,
@@ -123,7 +123,8 @@ export class RemotePayloadCodec implements PayloadCodec {
   }
 
   /** Seal payloads. Throws a {@link CodecError} rather than ever returning them unencrypted. */
-  async encode(payloads: Payload[]): Promise<Payload[]> {
+  async encode(payloads: Payload[], context?: SerializationContext): Promise<Payload[]> {
+    this.checkNamespace('encode', context);
     const sealed = await this.call('encode', payloads);
     if (this.verifySealed) {
       const unsealed = sealed.flatMap((p, i) => (encodingOf(p) === SEALED_ENCODING ? [] : [i]));
@@ -139,13 +140,29 @@ export class RemotePayloadCodec implements PayloadCodec {
   }
 
   /** Open payloads (ones the server did not seal come back unchanged). */
-  decode(payloads: Payload[]): Promise<Payload[]> {
+  async decode(payloads: Payload[], context?: SerializationContext): Promise<Payload[]> {
+    this.checkNamespace('decode', context);
     return this.call('decode', payloads);
   }
 
   /** Close pooled connections. Optional: idle connections do not keep the process alive. */
   close(): void {
     this.transport.close();
+  }
+
+  /**
+   * The SDK says which namespace a payload belongs to. Sealing it under another one would make it
+   * unreadable where it is stored (the Web UI and CLI decode with the workflow's real namespace).
+   */
+  private checkNamespace(operation: CodecOperation, context: SerializationContext | undefined): void {
+    const actual = context?.namespace;
+    if (actual !== undefined && actual !== '' && actual !== this.namespace) {
+      throw new CodecError(`the payload belongs to namespace ${JSON.stringify(actual)}; use one codec per namespace`, {
+        operation,
+        namespace: this.namespace,
+        code: 'namespace-mismatch',
+      });
+    }
   }
 
   private async call(operation: CodecOperation, payloads: Payload[]): Promise<Payload[]> {

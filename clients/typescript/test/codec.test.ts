@@ -5,7 +5,7 @@ import * as assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Payload } from '@temporalio/common';
 
-import { CodecBadRequestError, CodecConfigurationError, RemotePayloadCodec } from '../src';
+import { CodecBadRequestError, CodecConfigurationError, CodecError, RemotePayloadCodec } from '../src';
 import { devConfig } from './support/config';
 import { assertNoSecrets, bytes, encodingOf, jsonPayload, rejection, text } from './support/payloads';
 import { CodecServer, keygen } from './support/server';
@@ -123,6 +123,14 @@ describe('RemotePayloadCodec against the real server (dev mode)', () => {
     } finally {
       bad.close();
     }
+  });
+
+  it("refuses payloads whose SDK serialization context names another namespace (they would be unreadable there)", async () => {
+    const err = await rejection(codec.encode([jsonPayload('x')], { type: 'workflow', namespace: 'marketing', workflowId: 'w' }));
+    assert.ok(err instanceof CodecError, String(err));
+    assert.equal(err.code, 'namespace-mismatch');
+    const sealed = await codec.encode([jsonPayload('same')], { type: 'workflow', namespace: 'payments', workflowId: 'w' });
+    assert.equal(text((await codec.decode(sealed, { type: 'activity', namespace: 'payments', isLocal: false }))[0]?.data), '"same"');
   });
 
   it('accepts an endpoint with a trailing slash or a {namespace} placeholder', async () => {
