@@ -90,6 +90,21 @@ describe('RemotePayloadCodec with JWT auth (Kubernetes service-account tokens)',
     assertNoSecrets(err, [token, secret]);
   });
 
+  it("gives the request id of the server's audit row, which names the refused service account", async () => {
+    const err = await rejection(codec({ token: workerToken(issuer, OUTSIDER) }).decode([jsonPayload('x')]));
+    assert.ok(err instanceof CodecForbiddenError, String(err));
+    assert.ok(err.requestId);
+    let row: Record<string, unknown> | undefined;
+    for (let i = 0; i < 40 && !row; i++) {
+      row = server.auditRows().find((r) => r['request_id'] === err.requestId);
+      if (!row) await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.ok(row, `no audit row with request id ${err.requestId}`);
+    assert.equal(row['subject'], 'system:serviceaccount:marketing:marketing-worker');
+    assert.equal(row['outcome'], 'denied');
+    assert.match(String(row['user_agent']), /^temporal-codec-client-typescript\//);
+  });
+
   it('lets a decode-only service account decode but throws CodecForbiddenError on encode (no plaintext back)', async () => {
     const sealed = await codec({ token: workerToken(issuer, WORKER) }).encode([jsonPayload('shared')]);
     const reader = codec({ token: workerToken(issuer, READER) });

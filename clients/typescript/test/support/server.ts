@@ -119,6 +119,19 @@ export class CodecServer {
     throw new Error(`codec-server did not answer /healthz on ${this.url} within 20 s:\n${this.output}`);
   }
 
+  /** `codec-server audit query --format json` over this server's audit database, newest first. */
+  auditRows(): Record<string, unknown>[] {
+    const out = execFileSync(
+      serverBinary(),
+      ['audit', 'query', '--config', path.join(this.dir, 'config.toml'), '--format', 'json', '--limit', '1000'],
+      { encoding: 'utf8', stdio: 'pipe' },
+    );
+    return out
+      .split('\n')
+      .filter((line) => line.trim() !== '')
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+  }
+
   async stop(removeDir = true): Promise<void> {
     const child = this.child;
     if (child.exitCode === null && child.signalCode === null) {
