@@ -3,7 +3,7 @@
  * (RS256, JWKS served on loopback) and per-namespace policies naming service accounts.
  */
 import * as assert from 'node:assert/strict';
-import { mkdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, renameSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
@@ -182,6 +182,32 @@ describe('RemotePayloadCodec with JWT auth (Kubernetes service-account tokens)',
       writeFileSync(file, workerToken(issuer, OUTSIDER));
       const err = await rejection(c.encode([jsonPayload('second')]));
       assert.ok(err instanceof CodecForbiddenError, 'the new (refused) token must be used at once');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('reads tokenFile again after a 401 when a rewrite left inode, size and mtime unchanged', async () => {
+    const dir = tempDir('token-same-stamp');
+    const file = path.join(dir, 'token');
+    const stamp = new Date('2026-11-29T20:00:00Z');
+    try {
+      const expired = workerToken(issuer, WORKER, -3600);
+      const valid = workerToken(issuer, WORKER);
+      assert.equal(expired.length, valid.length, 'the two tokens must have the same size for this test');
+      writeFileSync(file, expired);
+      utimesSync(file, stamp, stamp);
+      const c = codec({ tokenFile: file });
+      assert.ok((await rejection(c.encode([jsonPayload('x')]))) instanceof CodecUnauthorizedError);
+
+      const before = statSync(file);
+      writeFileSync(file, valid); // in place: same inode, same size
+      utimesSync(file, stamp, stamp);
+      const after = statSync(file);
+      assert.deepEqual([after.ino, after.size, after.mtimeMs], [before.ino, before.size, before.mtimeMs]);
+
+      const sealed = await c.encode([jsonPayload('after 401')]);
+      assert.equal(text((await c.decode(sealed))[0]?.data), '"after 401"');
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
