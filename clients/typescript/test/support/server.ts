@@ -161,19 +161,3 @@ function probe(url: string, ca: Buffer | undefined): Promise<boolean> {
 export function keygen(dir: string, name = 'main'): void {
   execFileSync(serverBinary(), ['keygen', '--name', name, '--dir', dir], { stdio: 'pipe' });
 }
-
-/** Runs `codec-server check-config`; returns the exit status and output (used to probe for `sub:` support). */
-export function checkConfig(configToml: string): { ok: boolean; output: string } {
-  const dir = tempDir('check');
-  const file = path.join(dir, 'config.toml');
-  writeFileSync(file, configToml);
-  try {
-    const out = execFileSync(serverBinary(), ['check-config', '--config', file], { stdio: 'pipe' });
-    return { ok: true, output: out.toString('utf8') };
-  } catch (err) {
-    const e = err as { stdout?: Buffer; stderr?: Buffer };
-    return { ok: false, output: `${e.stdout?.toString('utf8') ?? ''}${e.stderr?.toString('utf8') ?? ''}` };
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
