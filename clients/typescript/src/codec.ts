@@ -76,7 +76,8 @@ export const DEFAULT_MAX_BACKOFF_MS = 10_000;
 /** `metadata.encoding` of every payload temporal-codec-server seals. */
 export const SEALED_ENCODING = 'binary/kms-envelope';
 
-const VERSION = '0.1.0';
+/** This package's version (sent in `User-Agent`; a test keeps it equal to package.json's). */
+export const CLIENT_VERSION = '0.1.0';
 
 const RESERVED_HEADERS = new Set(['content-type', 'content-length', 'x-namespace', 'x-request-id', 'host', 'transfer-encoding', 'connection']);
 const RETRYABLE_STATUSES = new Set([429, 502, 503, 504]);
@@ -203,7 +204,7 @@ export class RemotePayloadCodec implements PayloadCodec {
         Accept: 'application/json',
         'X-Namespace': this.namespace,
         'X-Request-Id': sentId,
-        'User-Agent': `temporal-codec-client-typescript/${VERSION} node/${process.versions.node}`,
+        'User-Agent': `temporal-codec-client-typescript/${CLIENT_VERSION} node/${process.versions.node}`,
       };
       if (token !== undefined) headers['Authorization'] = `Bearer ${token}`;
 

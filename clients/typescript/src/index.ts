@@ -13,6 +13,7 @@ export {
   DEFAULT_MAX_RETRIES,
   DEFAULT_TIMEOUT_MS,
   SEALED_ENCODING,
+  CLIENT_VERSION,
 } from './codec';
 export {
   CodecError,

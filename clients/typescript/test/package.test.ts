@@ -37,5 +37,6 @@ describe('package', () => {
     assert.equal(manifest['dependencies'], undefined);
     assert.deepEqual(Object.keys(manifest['peerDependencies'] as object), ['@temporalio/common']);
     assert.equal((manifest['exports'] as Record<string, { types: string }>)['.']?.types, './dist/src/index.d.ts');
+    assert.equal(pkg.CLIENT_VERSION, manifest['version'], 'CLIENT_VERSION (User-Agent) must follow package.json');
   });
 });
