@@ -115,6 +115,17 @@ describe('retries in front of the real server', () => {
     }
   });
 
+  it('reuses one pooled keep-alive connection for sequential calls', async () => {
+    const codec = new RemotePayloadCodec({ endpoint: front.url, namespace: 'payments' });
+    const before = front.connections;
+    try {
+      for (let i = 0; i < 5; i++) await codec.decode(await codec.encode([jsonPayload(i)]));
+      assert.equal(front.connections - before, 1, '10 sequential calls should share one connection');
+    } finally {
+      codec.close();
+    }
+  });
+
   it('rejects a reply whose payload count differs from the request', async () => {
     const codec = new RemotePayloadCodec({ endpoint: front.url, namespace: 'payments' });
     front.plan = [{ kind: 'drop-one-payload' }];

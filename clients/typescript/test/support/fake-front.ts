@@ -19,6 +19,8 @@ export class FakeFront {
   readonly arrivals: { at: number; headers: http.IncomingHttpHeaders }[] = [];
   private server: http.Server | undefined;
   private readonly sockets = new Set<import('node:net').Socket>();
+  /** TCP connections accepted so far (to observe the client's keep-alive pool). */
+  connections = 0;
   port = 0;
 
   constructor(private readonly upstream: string) {}
@@ -30,6 +32,7 @@ export class FakeFront {
   async start(): Promise<void> {
     this.server = http.createServer((req, res) => this.handle(req, res));
     this.server.on('connection', (s) => {
+      this.connections++;
       this.sockets.add(s);
       s.on('close', () => this.sockets.delete(s));
     });
