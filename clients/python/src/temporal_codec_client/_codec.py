@@ -210,7 +210,14 @@ class RemotePayloadCodec(PayloadCodec):
             try:
                 response = await self._http().post(url, content=body, headers=headers)
             except httpx.TransportError as e:
-                # httpx's texts name the URL and the OS error, never headers or bodies.
+                if _certificate_rejected(e):
+                    # Waiting does not fix a certificate: fail at once.
+                    raise CodecError(
+                        "TLS certificate verification failed (see ca_file)",
+                        operation=operation,
+                        namespace=self.namespace,
+                        attempts=attempt,
+                    ) from None
                 transient = f"{type(e).__name__}"
                 status = None
                 request_id = None
@@ -302,6 +309,17 @@ class RemotePayloadCodec(PayloadCodec):
             server_message=message,
             attempts=attempts,
         )
+
+
+def _certificate_rejected(error: BaseException) -> bool:
+    seen: BaseException | None = error
+    for _ in range(8):  # the chain is short; bound it anyway
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _request_id(value: str | None) -> str | None:
