@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import json
 import os
 import signal
+import ssl
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -119,7 +122,9 @@ class CodecServer:
 
     def wait_healthy(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT
-        verify: bool | str = str(self.tls.ca) if self.tls else True
+        verify: bool | ssl.SSLContext = (
+            ssl.create_default_context(cafile=str(self.tls.ca)) if self.tls else True
+        )
         while True:
             assert self._proc is not None
             if self._proc.poll() is not None:
@@ -146,6 +151,20 @@ class CodecServer:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+
+    def audit(self, *filters: str) -> list[dict[str, Any]]:
+        """``codec-server audit query FILTERS --format json`` on this server's audit database."""
+        config = ["--config", str(self.config_file)] if self.config_file else []
+        out = subprocess.run(
+            [str(self.bin), "audit", "query", *config, *filters, "--format", "json"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={k: v for k, v in os.environ.items() if not k.startswith("CODEC_")},
+        )
+        assert out.returncode == 0, out.stderr
+        rows: list[dict[str, Any]] = json.loads(out.stdout or "[]")
+        return rows
 
     def log(self) -> str:
         try:
