@@ -163,7 +163,7 @@ async def test_a_workflow_runs_through_the_codec_and_history_holds_only_sealed_p
     denied = jwt_server.audit("--email", INTERN, "--operation", "decode")
     assert denied, "the server recorded the denied decode"
     assert {row["outcome"] for row in denied} == {"denied"}
-    assert {row["http_status"] for row in denied} == {403}
+    assert {row["status"] for row in denied} == {403}
 
 
 async def stage_is(handle: WorkflowHandle[PaymentWorkflow, dict[str, str]], stage: str) -> bool:

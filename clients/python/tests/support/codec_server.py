@@ -153,7 +153,7 @@ class CodecServer:
             proc.wait(timeout=10)
 
     def audit(self, *filters: str) -> list[dict[str, Any]]:
-        """``codec-server audit query FILTERS --format json`` on this server's audit database."""
+        """``codec-server audit query FILTERS --format json`` (one object per line), newest first."""
         config = ["--config", str(self.config_file)] if self.config_file else []
         out = subprocess.run(
             [str(self.bin), "audit", "query", *config, *filters, "--format", "json"],
@@ -163,8 +163,7 @@ class CodecServer:
             env={k: v for k, v in os.environ.items() if not k.startswith("CODEC_")},
         )
         assert out.returncode == 0, out.stderr
-        rows: list[dict[str, Any]] = json.loads(out.stdout or "[]")
-        return rows
+        return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
 
     def log(self) -> str:
         try:
