@@ -95,4 +95,7 @@ fi
 if [[ "$status" -ne 0 ]]; then
     die "pytest failed (exit $status): ${summary:-no summary line}"
 fi
-echo "python client: ${summary:-pytest passed}"
+passed="$(sed -nE 's/.* ([0-9]+) passed.*/\1/p' <<<"$summary")"
+failed="$(sed -nE 's/.* ([0-9]+) failed.*/\1/p' <<<"$summary")"
+[[ "${passed:-0}" -gt 0 ]] || die "pytest passed no test: ${summary:-no summary line}"
+echo "python-client: ${passed} passed, ${failed:-0} failed"

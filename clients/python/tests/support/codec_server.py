@@ -153,7 +153,7 @@ class CodecServer:
             proc.wait(timeout=10)
 
     def audit(self, *filters: str) -> list[dict[str, Any]]:
-        """``codec-server audit query FILTERS --format json`` (one object per line), newest first."""
+        """``codec-server audit query FILTERS --format json``: one object per line, newest first."""
         config = ["--config", str(self.config_file)] if self.config_file else []
         out = subprocess.run(
             [str(self.bin), "audit", "query", *config, *filters, "--format", "json"],
