@@ -33,7 +33,8 @@ def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CodecServer
 
 def jwt_config(issuer: Issuer) -> str:
     """Workers of Kubernetes namespace payments seal and open in Temporal namespace payments;
-    marketing's in marketing; the on-call engineer may also read payments."""
+    marketing's in marketing; the on-call engineer may also read payments. In reports, payments
+    workers may seal but not open, and a denied decode passes the payloads through unchanged."""
     return (
         '[auth]\nmode = "jwt"\n\n'
         + issuer.issuers_toml()
@@ -48,6 +49,13 @@ def jwt_config(issuer: Issuer) -> str:
             "marketing",
             decode=[worker_principal("marketing")],
             encode=[worker_principal("marketing")],
+        )
+        + "\n"
+        + policy_toml(
+            "reports",
+            decode=[ONCALL],
+            encode=[worker_principal("payments")],
+            on_deny="passthrough",
         )
     )
 

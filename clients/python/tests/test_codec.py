@@ -165,6 +165,51 @@ async def test_encode_with_the_server_down_raises_unavailable() -> None:
     assert not leaks(error_texts(caught.value), SECRET)
 
 
+async def test_a_decode_passed_through_still_sealed_is_refused(
+    jwt_server: CodecServer, issuer: Issuer
+) -> None:
+    token = issuer.service_account_token("payments")
+    async with RemotePayloadCodec(jwt_server.url, "reports", token=token) as codec:
+        sealed = await codec.encode(plain_payloads(2))
+        with pytest.raises(CodecResponseError) as caught:
+            await codec.decode(sealed)
+    assert caught.value.indexes == (0, 1)
+    assert "still sealed" in str(caught.value)
+    # Without the check, the server's passthrough answer (200, payloads unchanged) is returned.
+    async with RemotePayloadCodec(
+        jwt_server.url, "reports", token=token, check_replies=False
+    ) as codec:
+        assert await codec.decode(sealed) == sealed
+
+
+async def test_extra_headers_cannot_replace_the_namespace(dev_server: CodecServer) -> None:
+    async with (
+        RemotePayloadCodec(
+            dev_server.url, "alpha", headers={"X-Namespace": "beta", "X-Team": "payments"}
+        ) as alpha_with_headers,
+        RemotePayloadCodec(dev_server.url, "alpha") as alpha,
+    ):
+        sealed = await alpha_with_headers.encode(plain_payloads(1))
+        assert await alpha.decode(sealed) == plain_payloads(1)
+
+
+def test_retry_after_is_read_as_seconds_or_an_http_date() -> None:
+    from datetime import datetime, timedelta, timezone
+    from email.utils import format_datetime
+
+    from temporal_codec_client._codec import _retry_after
+
+    assert _retry_after("3") == 3.0
+    assert _retry_after(None) is None
+    assert _retry_after("soon") is None
+    later = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=30), usegmt=True)
+    wait = _retry_after(later)
+    assert wait is not None
+    assert 25 < wait <= 30
+    earlier = format_datetime(datetime.now(timezone.utc) - timedelta(seconds=30), usegmt=True)
+    assert _retry_after(earlier) == 0.0
+
+
 # -- tokens ----------------------------------------------------------------------------------
 
 

@@ -76,8 +76,10 @@ class RemotePayloadCodec(PayloadCodec):
             and, when a token is set, ``Authorization`` are always the codec's own.
         backoff: First retry wait in seconds, before jitter.
         max_backoff: Longest single wait in seconds, also the cap on ``Retry-After``.
-        verify_sealed: Refuse an encode reply whose payloads are not ``binary/kms-envelope``
-            (a misrouted endpoint or a proxy must never let plaintext into history).
+        check_replies: Refuse an encode reply whose payloads are not ``binary/kms-envelope``
+            (a misrouted endpoint or a proxy must never let plaintext into history), and a
+            decode reply that still holds ``binary/kms-envelope`` payloads (a decode denied
+            under ``on_deny = "passthrough"`` comes back sealed).
 
     Use one instance per process and close it with ``await codec.aclose()`` or ``async with``.
     """
@@ -95,7 +97,7 @@ class RemotePayloadCodec(PayloadCodec):
         headers: Mapping[str, str] | None = None,
         backoff: float = 0.2,
         max_backoff: float = 10.0,
-        verify_sealed: bool = True,
+        check_replies: bool = True,
     ) -> None:
         if not namespace:
             raise ValueError("namespace is required")
@@ -112,7 +114,7 @@ class RemotePayloadCodec(PayloadCodec):
         self._tokens = token_source(token, token_file)
         self._backoff = backoff
         self._max_backoff = max_backoff
-        self._verify_sealed = verify_sealed
+        self._check_replies = check_replies
         self._timeout = timeout
         verify: ssl.SSLContext | bool = True
         if ca_file is not None:
@@ -135,10 +137,8 @@ class RemotePayloadCodec(PayloadCodec):
         if not payloads:
             return []
         sealed = await self._call("encode", payloads)
-        if self._verify_sealed:
-            unsealed = [
-                i for i, p in enumerate(sealed) if p.metadata.get("encoding") != SEALED_ENCODING
-            ]
+        if self._check_replies:
+            unsealed = [i for i, p in enumerate(sealed) if not _is_sealed(p)]
             if unsealed:
                 raise CodecResponseError(
                     "encode reply holds payloads that are not binary/kms-envelope",
@@ -153,7 +153,17 @@ class RemotePayloadCodec(PayloadCodec):
         unchanged. Raises :class:`CodecError` on failure."""
         if not payloads:
             return []
-        return await self._call("decode", payloads)
+        opened = await self._call("decode", payloads)
+        if self._check_replies:
+            still_sealed = [i for i, p in enumerate(opened) if _is_sealed(p)]
+            if still_sealed:
+                raise CodecResponseError(
+                    "decode reply is still sealed (a denied decode under on_deny = passthrough?)",
+                    operation="decode",
+                    namespace=self.namespace,
+                    indexes=still_sealed,
+                )
+        return opened
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -309,6 +319,10 @@ class RemotePayloadCodec(PayloadCodec):
             server_message=message,
             attempts=attempts,
         )
+
+
+def _is_sealed(payload: Payload) -> bool:
+    return payload.metadata.get("encoding") == SEALED_ENCODING
 
 
 def _certificate_rejected(error: BaseException) -> bool:
