@@ -11,6 +11,7 @@ import datetime
 import ipaddress
 import json
 import os
+import re
 import signal
 import ssl
 import subprocess
@@ -122,9 +123,7 @@ class CodecServer:
 
     def wait_healthy(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT
-        verify: bool | ssl.SSLContext = (
-            ssl.create_default_context(cafile=str(self.tls.ca)) if self.tls else True
-        )
+        verify = self._verify()
         while True:
             assert self._proc is not None
             if self._proc.poll() is not None:
@@ -164,6 +163,21 @@ class CodecServer:
         )
         assert out.returncode == 0, out.stderr
         return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+
+    def requests_served(self) -> dict[str, int]:
+        """``codec_http_requests_total`` from ``/metrics``, summed per operation."""
+        text = httpx.get(f"{self.url}/metrics", verify=self._verify(), timeout=5).text
+        totals: dict[str, int] = {}
+        for line in text.splitlines():
+            m = re.match(r'codec_http_requests_total\{operation="(\w+)",status="\d+"\} (\d+)', line)
+            if m:
+                totals[m[1]] = totals.get(m[1], 0) + int(m[2])
+        totals.setdefault("encode", 0)
+        totals.setdefault("decode", 0)
+        return totals
+
+    def _verify(self) -> bool | ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.tls.ca)) if self.tls else True
 
     def log(self) -> str:
         try:
