@@ -185,7 +185,7 @@ async def test_a_decode_passed_through_still_sealed_is_refused(
 async def test_extra_headers_cannot_replace_the_namespace(dev_server: CodecServer) -> None:
     async with (
         RemotePayloadCodec(
-            dev_server.url, "alpha", headers={"X-Namespace": "beta", "X-Team": "payments"}
+            dev_server.url, "alpha", headers={"x-namespace": "beta", "X-Team": "payments"}
         ) as alpha_with_headers,
         RemotePayloadCodec(dev_server.url, "alpha") as alpha,
     ):

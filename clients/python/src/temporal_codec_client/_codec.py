@@ -36,7 +36,7 @@ from ._errors import (
     CodecUnauthorized,
     CodecUnavailable,
 )
-from ._tokens import TokenProvider, token_source
+from ._tokens import NoToken, TokenProvider, token_source
 from ._version import __version__
 
 #: ``metadata["encoding"]`` of every payload temporal-codec-server seals.
@@ -126,7 +126,12 @@ class RemotePayloadCodec(PayloadCodec):
             "X-Namespace": namespace,
             "User-Agent": f"temporal-codec-client-python/{__version__}",
         }
-        self._headers = {**dict(headers or {}), **fixed}
+        reserved = {k.lower() for k in fixed} | {"x-request-id", "host", "content-length"}
+        if not isinstance(self._tokens, NoToken):
+            reserved.add("authorization")
+        # Case-insensitively: {"x-namespace": ...} must not add a second X-Namespace header.
+        extra = {k: v for k, v in (headers or {}).items() if k.lower() not in reserved}
+        self._headers = {**extra, **fixed}
         self._client: httpx.AsyncClient | None = None
         self._closed = False
 
@@ -231,6 +236,13 @@ class RemotePayloadCodec(PayloadCodec):
                 transient = f"{type(e).__name__}"
                 status = None
                 request_id = None
+            except httpx.RequestError as e:
+                raise CodecError(
+                    f"HTTP client error ({type(e).__name__})",
+                    operation=operation,
+                    namespace=self.namespace,
+                    attempts=attempt,
+                ) from None
             else:
                 status = response.status_code
                 request_id = _request_id(response.headers.get("x-request-id"))

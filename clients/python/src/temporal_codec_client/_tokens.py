@@ -30,14 +30,19 @@ def _checked(token: object, source: str) -> str:
 
 
 class TokenSource:
-    """Base: no token (the ``Authorization`` header is not sent)."""
+    """Where the token comes from; ``None`` means no ``Authorization`` header."""
 
     async def get(self) -> str | None:
-        return None
+        raise NotImplementedError
 
     def invalidate(self) -> bool:
         """Forget a cached token after a 401; True when a retry could use a different token."""
         return False
+
+
+class NoToken(TokenSource):
+    async def get(self) -> str | None:
+        return None
 
 
 class StaticToken(TokenSource):
@@ -112,7 +117,7 @@ def token_source(
     if token_file is not None:
         return FileToken(token_file)
     if token is None:
-        return TokenSource()
+        return NoToken()
     if isinstance(token, str):
         return StaticToken(token)
     if callable(token):
