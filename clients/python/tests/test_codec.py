@@ -177,7 +177,7 @@ async def test_a_decode_passed_through_still_sealed_is_refused(
     assert "still sealed" in str(caught.value)
     # Without the check, the server's passthrough answer (200, payloads unchanged) is returned.
     async with RemotePayloadCodec(
-        jwt_server.url, "reports", token=token, check_replies=False
+        jwt_server.url, "reports", token=token, verify_sealed=False
     ) as codec:
         assert await codec.decode(sealed) == sealed
 

@@ -76,10 +76,10 @@ class RemotePayloadCodec(PayloadCodec):
             and, when a token is set, ``Authorization`` are always the codec's own.
         backoff: First retry wait in seconds, before jitter.
         max_backoff: Longest single wait in seconds, also the cap on ``Retry-After``.
-        check_replies: Refuse an encode reply whose payloads are not ``binary/kms-envelope``
-            (a misrouted endpoint or a proxy must never let plaintext into history), and a
-            decode reply that still holds ``binary/kms-envelope`` payloads (a decode denied
-            under ``on_deny = "passthrough"`` comes back sealed).
+        verify_sealed: Check the seal both ways: refuse an encode reply whose payloads are not
+            ``binary/kms-envelope`` (a misrouted endpoint or a proxy must never let plaintext
+            into history), and a decode reply that still holds ``binary/kms-envelope`` payloads
+            (a decode denied under ``on_deny = "passthrough"`` comes back sealed).
 
     Use one instance per process and close it with ``await codec.aclose()`` or ``async with``.
     """
@@ -97,7 +97,7 @@ class RemotePayloadCodec(PayloadCodec):
         headers: Mapping[str, str] | None = None,
         backoff: float = 0.2,
         max_backoff: float = 10.0,
-        check_replies: bool = True,
+        verify_sealed: bool = True,
     ) -> None:
         if not namespace:
             raise ValueError("namespace is required")
@@ -114,7 +114,7 @@ class RemotePayloadCodec(PayloadCodec):
         self._tokens = token_source(token, token_file)
         self._backoff = backoff
         self._max_backoff = max_backoff
-        self._check_replies = check_replies
+        self._verify_sealed = verify_sealed
         self._timeout = timeout
         verify: ssl.SSLContext | bool = True
         if ca_file is not None:
@@ -142,7 +142,7 @@ class RemotePayloadCodec(PayloadCodec):
         if not payloads:
             return []
         sealed = await self._call("encode", payloads)
-        if self._check_replies:
+        if self._verify_sealed:
             unsealed = [i for i, p in enumerate(sealed) if not _is_sealed(p)]
             if unsealed:
                 raise CodecResponseError(
@@ -159,7 +159,7 @@ class RemotePayloadCodec(PayloadCodec):
         if not payloads:
             return []
         opened = await self._call("decode", payloads)
-        if self._check_replies:
+        if self._verify_sealed:
             still_sealed = [i for i, p in enumerate(opened) if _is_sealed(p)]
             if still_sealed:
                 raise CodecResponseError(
