@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -49,6 +50,29 @@ class BenchWorkflow:
         return await workflow.execute_activity(
             bench_echo, order, start_to_close_timeout=timedelta(seconds=10)
         )
+
+
+class TimedCodec(RemotePayloadCodec):
+    """Counts calls and the wall time spent inside encode/decode (client and worker alike)."""
+
+    calls = 0
+    seconds = 0.0
+
+    async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        start = time.perf_counter()
+        try:
+            return await super().encode(payloads)
+        finally:
+            self.calls += 1
+            self.seconds += time.perf_counter() - start
+
+    async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        start = time.perf_counter()
+        try:
+            return await super().decode(payloads)
+        finally:
+            self.calls += 1
+            self.seconds += time.perf_counter() - start
 
 
 ORDER = {"card": "4111 1111 1111 1111", "holder": "Ada Lovelace", "note": "x" * 200}
@@ -120,7 +144,7 @@ async def main() -> None:
     temporal = TemporalDevServer([])
     await temporal.start()
     try:
-        async with RemotePayloadCodec(codec_server.url, "default") as codec:
+        async with TimedCodec(codec_server.url, "default") as codec:
             plain = await Client.connect(temporal.target)
             coded = await Client.connect(
                 temporal.target,
@@ -140,6 +164,12 @@ async def main() -> None:
             print(f"  remote codec  {summary(remote)}")
             extra = statistics.median(remote) - statistics.median(base)
             print(f"  extra per execution (median): {extra * 1000:.1f} ms")
+            executions = 2 * (half + args.warmup)
+            print(
+                f"  codec calls per execution: {codec.calls / executions:.1f}, "
+                f"time inside the codec per execution: {codec.seconds / executions * 1000:.1f} ms "
+                f"({codec.seconds / codec.calls * 1000:.2f} ms per call)"
+            )
 
             print(f"\npayloads/s through the codec, one process, {args.seconds:.0f} s per case:")
             for batch, concurrency, size in [(1, 1, 1024), (1, 16, 1024), (100, 4, 1024)]:

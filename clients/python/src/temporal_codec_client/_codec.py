@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Final
+from typing import Final, TypeVar
 
 import httpx
 from temporalio.api.common.v1 import Payload
@@ -49,6 +49,9 @@ _BAD_REQUEST_STATUSES: Final = frozenset({400, 413, 415})
 _REQUEST_ID_CHARS: Final = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:"
 )
+
+
+_Codec = TypeVar("_Codec", bound="RemotePayloadCodec")
 
 
 class RemotePayloadCodec(PayloadCodec):
@@ -179,7 +182,7 @@ class RemotePayloadCodec(PayloadCodec):
         if client is not None:
             await client.aclose()
 
-    async def __aenter__(self) -> RemotePayloadCodec:
+    async def __aenter__(self: _Codec) -> _Codec:
         return self
 
     async def __aexit__(
