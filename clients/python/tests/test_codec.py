@@ -329,6 +329,14 @@ async def test_a_rotated_projected_token_file_is_used_on_the_next_call(
             await codec.decode(sealed)
 
 
+async def test_a_closed_codec_refuses_to_work(dev_server: CodecServer) -> None:
+    codec = RemotePayloadCodec(dev_server.url, "default")
+    assert await codec.decode(await codec.encode(plain_payloads(1))) == plain_payloads(1)
+    await codec.aclose()
+    with pytest.raises(RuntimeError, match="closed"):
+        await codec.encode(plain_payloads(1))
+
+
 def test_token_and_token_file_are_exclusive() -> None:
     with pytest.raises(ValueError, match="either"):
         RemotePayloadCodec("http://127.0.0.1:1", "default", token="a", token_file="/tmp/x")
