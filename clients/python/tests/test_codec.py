@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import os
 import traceback
 from pathlib import Path
@@ -26,23 +25,9 @@ from temporal_codec_client import (
 from .conftest import SECRET, plain_payloads
 from .support.codec_server import CodecServer, TlsFiles
 from .support.fake_unavailable import FakeUnavailableThenRelay
+from .support.leaks import leaks
 from .support.ports import free_port
 from .support.tokens import Issuer
-
-
-def leaks(text: str, *secrets: str | bytes) -> list[str]:
-    """Which secrets appear in ``text``: any 12-character piece of them, or all of them in
-    standard or URL-safe base64."""
-    found = []
-    for s in secrets:
-        raw = s.encode() if isinstance(s, str) else s
-        plain = raw.decode(errors="replace")
-        pieces = {plain[i : i + 12] for i in range(0, max(1, len(plain) - 11), 6)}
-        for enc in (base64.b64encode, base64.urlsafe_b64encode):
-            pieces.add(enc(raw).decode().rstrip("="))
-        if any(p in text for p in pieces if p):
-            found.append(repr(s)[:20])
-    return found
 
 
 def error_texts(e: BaseException) -> str:

@@ -33,6 +33,7 @@ from .e2e_workflows import (
 )
 from .support.codec_server import CodecServer
 from .support.history import json_encodings, payloads_in
+from .support.leaks import leaks
 from .support.temporal_dev import TemporalDevServer
 from .support.tokens import WORKER_IDENTITY, Issuer
 
@@ -67,9 +68,9 @@ def assert_sealed_only(events: list[HistoryEvent], *secrets: str) -> int:
     assert payloads, "the history has payloads"
     encodings = {p.metadata.get("encoding") for p in payloads}
     assert encodings == {SEALED_ENCODING}, f"unsealed payloads in history: {encodings}"
-    raw = b"".join(e.SerializeToString() for e in events)
-    for s in [*MARKERS, *secrets]:
-        assert s.encode() not in raw, f"{s[:12]}... reached history"
+    raw = b"".join(e.SerializeToString() for e in events).decode("latin-1")
+    found = leaks(raw, *MARKERS, *secrets)
+    assert not found, f"reached history: {found}"
     return len(payloads)
 
 
