@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import shutil
 import statistics
 import sys
 import tempfile
@@ -179,8 +180,9 @@ async def main() -> None:
                     f"encode {enc:8.0f}/s  decode {dec:8.0f}/s"
                 )
     finally:
-        temporal.stop()
+        temporal.cleanup()
         codec_server.stop()
+        shutil.rmtree(codec_server.data_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

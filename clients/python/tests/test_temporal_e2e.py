@@ -47,7 +47,7 @@ async def temporal() -> AsyncIterator[TemporalDevServer]:
     server = TemporalDevServer(["payments", "marketing"])
     await server.start()
     yield server
-    server.stop()
+    server.cleanup()
 
 
 def with_codec(codec: RemotePayloadCodec) -> temporalio.converter.DataConverter:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -32,7 +33,7 @@ class TemporalDevServer:
     def __init__(self, namespaces: list[str]) -> None:
         self.bin = temporal_bin()
         self.namespaces = namespaces
-        self.dir = Path(tempfile.mkdtemp(prefix="temporal-dev-"))
+        self.dir = Path(tempfile.mkdtemp(prefix="pyclient-temporal-"))
         self.log_file = self.dir / "server.log"
         self._proc: subprocess.Popen[bytes] | None = None
         self.target = ""
@@ -85,10 +86,14 @@ class TemporalDevServer:
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        os.killpg(proc.pid, signal.SIGKILL)  # in memory: nothing to flush
-        proc.wait(timeout=10)
+        if proc is not None and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # in memory: nothing to flush
+            proc.wait(timeout=10)
+
+    def cleanup(self) -> None:
+        """Stops the server and removes its scratch directory (log included)."""
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
     def log(self) -> str:
         try:
