@@ -4,7 +4,8 @@ temporal-codec-server (``POST <endpoint>/encode`` and ``/decode``).
 What must stay true:
 
 - one HTTP request per ``encode``/``decode`` call, whatever the number of payloads;
-- a failed call raises; ``encode`` never returns its input or anything the server did not seal;
+- a failed call raises; ``encode`` never returns its input or anything the server did not seal,
+  and ``decode`` never hands back payloads that are still sealed (with ``verify_sealed``);
 - the reply has exactly as many payloads as were sent, in order, or the call raises;
 - exception texts carry no payload bytes and no token (the SDK writes them into history);
 - retries are bounded (``max_retries``) and wait at least what ``Retry-After`` asks, within a cap.
@@ -206,6 +207,7 @@ class RemotePayloadCodec(PayloadCodec):
                 timeout=httpx.Timeout(self._timeout),
                 verify=self._verify,
                 follow_redirects=False,
+                # No proxy variables, no ~/.netrc credentials, no SSL_CERT_FILE: only the options.
                 trust_env=False,
             )
         return self._client
