@@ -74,8 +74,8 @@ class RemotePayloadCodec(PayloadCodec):
             429/502/503/504 (so at most ``max_retries + 1`` attempts); 0 disables retries. Waits
             grow exponentially from ``backoff`` with full jitter, at least ``Retry-After`` when
             the server sends one, at most ``max_backoff`` each.
-        ca_file: PEM file of CA certificates to trust for ``https://`` endpoints, instead of
-            the system's.
+        ca_file: PEM file of the CA certificates to trust for an ``https://`` endpoint (a
+            private CA), instead of the system's CA store.
         headers: Extra request headers (e.g. for an ingress). ``Content-Type``, ``X-Namespace``
             and, when a token is set, ``Authorization`` are always the codec's own.
         backoff: First retry wait in seconds, before jitter.
@@ -120,10 +120,7 @@ class RemotePayloadCodec(PayloadCodec):
         self._max_backoff = max_backoff
         self._verify_sealed = verify_sealed
         self._timeout = timeout
-        verify: ssl.SSLContext | bool = True
-        if ca_file is not None:
-            verify = ssl.create_default_context(cafile=os.fspath(ca_file))
-        self._verify = verify
+        self._verify = _tls_context(ca_file)
         fixed = {
             "Content-Type": "application/json",
             "Accept": "application/json",
@@ -336,6 +333,15 @@ class RemotePayloadCodec(PayloadCodec):
             server_message=message,
             attempts=attempts,
         )
+
+
+def _tls_context(ca_file: str | os.PathLike[str] | None) -> ssl.SSLContext | bool:
+    """``ca_file`` alone when given; else the system's CA store, or httpx's default (certifi's
+    bundle) on a system without one."""
+    if ca_file is not None:
+        return ssl.create_default_context(cafile=os.fspath(ca_file))
+    system = ssl.create_default_context()
+    return system if system.cert_store_stats()["x509_ca"] > 0 else True
 
 
 def _is_sealed(payload: Payload) -> bool:
