@@ -197,6 +197,16 @@ def test_retry_after_is_read_as_seconds_or_an_http_date() -> None:
     assert _retry_after(earlier) == 0.0
 
 
+def test_retry_waits_grow_with_jitter_and_cap_retry_after() -> None:
+    codec = RemotePayloadCodec("http://127.0.0.1:1", "default", backoff=0.2, max_backoff=2.0)
+    for attempt, ceiling in [(1, 0.2), (2, 0.4), (3, 0.8), (6, 2.0)]:
+        waits = [codec._delay(attempt, None) for _ in range(200)]
+        assert all(0 <= w <= ceiling for w in waits)
+        assert max(waits) > ceiling / 2, "full jitter spreads over the whole range"
+    assert codec._delay(1, 1.5) >= 1.5, "Retry-After is a floor"
+    assert codec._delay(1, 3600) == 2.0, "Retry-After is capped at max_backoff"
+
+
 # -- tokens ----------------------------------------------------------------------------------
 
 
