@@ -334,6 +334,22 @@ async def test_a_closed_codec_refuses_to_work(dev_server: CodecServer) -> None:
         await codec.encode(plain_payloads(1))
 
 
+async def test_copies_made_for_a_workflow_share_the_pool_and_check_the_namespace(
+    dev_server: CodecServer,
+) -> None:
+    from temporalio.converter import WorkflowSerializationContext
+
+    codec = RemotePayloadCodec(dev_server.url, "alpha")
+    same = codec.with_context(WorkflowSerializationContext(namespace="alpha", workflow_id="w"))
+    other = codec.with_context(WorkflowSerializationContext(namespace="beta", workflow_id="w"))
+    assert await same.decode(await codec.encode(plain_payloads(1))) == plain_payloads(1)
+    with pytest.raises(CodecBadRequest, match="namespace 'alpha', the workflow runs in 'beta'"):
+        await other.encode(plain_payloads(1))
+    await codec.aclose()
+    with pytest.raises(RuntimeError, match="closed"):
+        await same.encode(plain_payloads(1))
+
+
 def test_token_and_token_file_are_exclusive() -> None:
     with pytest.raises(ValueError, match="either"):
         RemotePayloadCodec("http://127.0.0.1:1", "default", token="a", token_file="/tmp/x")

@@ -17,10 +17,10 @@ import pytest
 import temporalio.converter
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, RPCError, WorkflowHandle
 from temporalio.worker import Worker
 
-from temporal_codec_client import SEALED_ENCODING, RemotePayloadCodec
+from temporal_codec_client import SEALED_ENCODING, CodecBadRequest, RemotePayloadCodec
 
 from .conftest import INTERN, ONCALL, jwt_config
 from .e2e_workflows import (
@@ -263,3 +263,28 @@ async def test_a_codec_outage_fails_tasks_then_the_workflow_completes(
     events = await history_of(temporal, "payments", workflow_id)
     assert events[-1].event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED
     assert_sealed_only(events, token)
+
+
+async def test_a_codec_for_another_namespace_than_the_client_refuses_before_any_request(
+    temporal: TemporalDevServer, jwt_server: CodecServer, issuer: Issuer
+) -> None:
+    token = issuer.service_account_token("payments")
+    workflow_id = f"mismatch-{uuid.uuid4()}"
+    before = jwt_server.requests_served()
+    async with RemotePayloadCodec(jwt_server.url, "payments", token=token) as codec:
+        client = await Client.connect(
+            temporal.target, namespace="marketing", data_converter=with_codec(codec)
+        )
+        with pytest.raises(CodecBadRequest) as caught:
+            await client.start_workflow(
+                PaymentWorkflow.run, ORDER, id=workflow_id, task_queue="mismatch"
+            )
+    assert caught.value.code == "namespace-mismatch"
+    assert "'marketing'" in str(caught.value)
+    after = jwt_server.requests_served()
+    assert (after["encode"], after["decode"]) == (before["encode"], before["decode"]), (
+        "nothing was sent to the codec server"
+    )
+    plain = await Client.connect(temporal.target, namespace="marketing")
+    with pytest.raises(RPCError):
+        await plain.get_workflow_handle(workflow_id).describe()

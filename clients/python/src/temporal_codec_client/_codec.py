@@ -14,19 +14,20 @@ What must stay true:
 from __future__ import annotations
 
 import asyncio
+import copy
 import email.utils
 import os
 import random
 import ssl
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Final, TypeVar
 
 import httpx
 from temporalio.api.common.v1 import Payload
-from temporalio.converter import PayloadCodec
+from temporalio.converter import PayloadCodec, SerializationContext, WithSerializationContext
 
 from . import _wire
 from ._errors import (
@@ -55,7 +56,28 @@ _REQUEST_ID_CHARS: Final = frozenset(
 _Codec = TypeVar("_Codec", bound="RemotePayloadCodec")
 
 
-class RemotePayloadCodec(PayloadCodec):
+class _Pool:
+    """The one ``httpx.AsyncClient`` of a codec, shared with the copies ``with_context`` makes."""
+
+    def __init__(self) -> None:
+        self._client: httpx.AsyncClient | None = None
+        self._closed = False
+
+    def client(self, make: Callable[[], httpx.AsyncClient]) -> httpx.AsyncClient:
+        if self._closed:
+            raise RuntimeError("RemotePayloadCodec is closed")
+        if self._client is None:
+            self._client = make()
+        return self._client
+
+    async def aclose(self) -> None:
+        self._closed = True
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+
+class RemotePayloadCodec(PayloadCodec, WithSerializationContext):
     """Encodes and decodes Temporal payloads through a remote temporal-codec-server.
 
     Args:
@@ -133,8 +155,9 @@ class RemotePayloadCodec(PayloadCodec):
         # Case-insensitively: {"x-namespace": ...} must not add a second X-Namespace header.
         extra = {k: v for k, v in (headers or {}).items() if k.lower() not in reserved}
         self._headers = {**extra, **fixed}
-        self._client: httpx.AsyncClient | None = None
-        self._closed = False
+        self._pool = _Pool()
+        # The namespace of the workflow/activity this copy serves (see with_context), if known.
+        self._context_namespace: str | None = None
 
     # -- PayloadCodec ------------------------------------------------------------------------
 
@@ -173,12 +196,22 @@ class RemotePayloadCodec(PayloadCodec):
 
     # -- lifecycle ---------------------------------------------------------------------------
 
+    def with_context(self: _Codec, context: SerializationContext) -> _Codec:
+        """Called by the SDK for every workflow and activity: a copy that shares this codec's
+        connection pool and refuses to seal or open for a namespace other than ``namespace`` (a
+        client connected to one namespace with a codec configured for another would store
+        payloads that the Web UI of their namespace can never decode)."""
+        namespace = getattr(context, "namespace", None)
+        if not isinstance(namespace, str) or not namespace:
+            return self
+        view = copy.copy(self)
+        view._context_namespace = namespace
+        return view
+
     async def aclose(self) -> None:
-        """Closes the pooled HTTP connections. The codec cannot be used afterwards."""
-        self._closed = True
-        client, self._client = self._client, None
-        if client is not None:
-            await client.aclose()
+        """Closes the pooled HTTP connections. The codec (and every copy the SDK made of it)
+        cannot be used afterwards."""
+        await self._pool.aclose()
 
     async def __aenter__(self: _Codec) -> _Codec:
         return self
@@ -197,19 +230,25 @@ class RemotePayloadCodec(PayloadCodec):
     # -- internals ---------------------------------------------------------------------------
 
     def _http(self) -> httpx.AsyncClient:
-        if self._closed:
-            raise RuntimeError("RemotePayloadCodec is closed")
-        if self._client is None:
-            self._client = httpx.AsyncClient(
+        return self._pool.client(
+            lambda: httpx.AsyncClient(
                 timeout=httpx.Timeout(self._timeout),
                 verify=self._verify,
                 follow_redirects=False,
                 # No proxy variables, no ~/.netrc credentials, no SSL_CERT_FILE: only the options.
                 trust_env=False,
             )
-        return self._client
+        )
 
     async def _call(self, operation: str, payloads: Sequence[Payload]) -> list[Payload]:
+        if self._context_namespace is not None and self._context_namespace != self.namespace:
+            raise CodecBadRequest(
+                f"the codec is for namespace {self.namespace!r}, "
+                f"the workflow runs in {self._context_namespace!r}",
+                operation=operation,
+                namespace=self.namespace,
+                code="namespace-mismatch",
+            )
         body = _wire.dump(payloads)
         url = f"{self.endpoint}/{operation}"
         call_id = uuid.uuid4().hex
