@@ -63,7 +63,11 @@ impl Application {
         })
         // On SIGTERM/SIGINT actix stops accepting, lets in-flight requests finish for this long, then
         // `run_until_stopped` returns (whole seconds: round up so a configured deadline is never cut short).
-        .shutdown_timeout(config.server.shutdown_timeout.as_secs_f64().ceil() as u64);
+        .shutdown_timeout(config.server.shutdown_timeout.as_secs_f64().ceil() as u64)
+        // Slow or idle clients are cut off; request heads are also bounded by actix (96 headers, 128 KiB).
+        .client_request_timeout(config.server.client_request_timeout)
+        .keep_alive(config.server.keep_alive)
+        .max_connections(config.server.max_connections_per_worker);
         server = match tls {
             Some(tls) => server.listen_rustls_0_23(listener, tls)?,
             None => server.listen(listener)?,

@@ -73,6 +73,7 @@ impl AppState {
                 max_age: encrypt.max_age,
                 max_payloads: encrypt.max_payloads,
                 max_bytes: encrypt.max_bytes,
+                renew_before: encrypt.renew_before,
             },
             clock.clone(),
         );

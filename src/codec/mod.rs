@@ -230,8 +230,11 @@ impl Codec {
         let mut unavailable = None;
         let mut decoded = 0;
         let mut kek_refs = BTreeSet::new();
-        let mut budget =
-            RequestBudget { decompressed: self.max_decompressed_bytes, unwraps: self.max_unwraps_per_request };
+        let mut budget = RequestBudget {
+            decompressed: self.max_decompressed_bytes,
+            unwraps: self.max_unwraps_per_request,
+            attempted: Vec::new(),
+        };
         for (index, payload) in payloads.into_iter().enumerate() {
             match self.decode_one(namespace, &keys, &payload, &mut kek_refs, &mut budget).await {
                 Ok(Some(opened)) => {
@@ -304,9 +307,11 @@ impl Codec {
             // Only KEKs of this namespace's keyring: the payload cannot choose the key.
             let Some(kek) = keys.keyring.kek_for(edk) else { continue };
             let key = cache_key(envelope.suite, edk, &ctx);
-            // Each miss is a KMS call: one request gets a bounded number of them.
-            if !self.decrypt_cache.contains(namespace, &key) {
+            // Each distinct data key missing from the cache may cost a KMS call: one request gets a
+            // bounded number of them (a key tried before in this request is answered by the caches).
+            if !budget.attempted.contains(&key) && !self.decrypt_cache.contains(namespace, &key) {
                 budget.unwraps = budget.unwraps.checked_sub(1).ok_or(PayloadFailure::UnwrapBudgetSpent)?;
+                budget.attempted.push(key);
             }
             // The wrapped bytes are copied only on a cache miss, when the KMS call really happens.
             let unwrap = async { kek.backend.unwrap(&kek.uri, &WrappedKey(edk.wrapped.clone()), &ctx).await };
@@ -343,8 +348,10 @@ impl Codec {
 struct RequestBudget {
     /// Decompressed bytes (zstd envelopes and legacy layers).
     decompressed: usize,
-    /// KMS unwraps (decrypt-cache misses).
+    /// KMS unwraps (decrypt-cache misses of distinct data keys).
     unwraps: usize,
+    /// Data keys already charged in this request (at most the unwrap budget, so a short list).
+    attempted: Vec<crate::kms::decrypt_cache::CacheKey>,
 }
 
 /// Envelopes at least this large are opened on the blocking thread pool: AES over megabytes and zstd

@@ -66,6 +66,15 @@ pub struct ServerConfig {
     /// Deadline for receiving one request's whole body once the caller is authorized (408 after it).
     #[serde(with = "humantime_serde")]
     pub body_read_timeout: Duration,
+    /// Deadline for receiving a request's head (method, path, headers) after the connection opens or the
+    /// previous response; slowloris clients are cut off after it.
+    #[serde(with = "humantime_serde")]
+    pub client_request_timeout: Duration,
+    /// How long an idle keep-alive connection stays open.
+    #[serde(with = "humantime_serde")]
+    pub keep_alive: Duration,
+    /// Open connections per worker thread at most; past it, new connections wait in the accept backlog.
+    pub max_connections_per_worker: usize,
     /// Bound on all decompression in one decode request (zstd envelopes, legacy zlib/gzip/snappy layers).
     pub max_decompressed_bytes: usize,
     /// HTTP worker threads; default: one per core.
@@ -149,6 +158,10 @@ pub struct EncryptCacheConfig {
     pub max_age: Duration,
     pub max_payloads: u64,
     pub max_bytes: u64,
+    /// Make the next data key in the background this long before `max_age` (or at 80 % of
+    /// `max_payloads` / `max_bytes`), so no encode waits on the KMS; "0s" only at the limits.
+    #[serde(with = "humantime_serde")]
+    pub renew_before: Duration,
 }
 
 /// Decode DEK cache.
@@ -272,6 +285,9 @@ impl Default for ServerConfig {
             max_payloads: 1000,
             max_inflight_body_bytes: 128 << 20,
             body_read_timeout: Duration::from_secs(30),
+            client_request_timeout: Duration::from_secs(5),
+            keep_alive: Duration::from_secs(5),
+            max_connections_per_worker: 25_000,
             max_decompressed_bytes: 64 << 20,
             workers: None,
             trusted_proxies: Vec::new(),
@@ -295,7 +311,12 @@ impl Default for CorsConfig {
 impl Default for EncryptCacheConfig {
     fn default() -> Self {
         let limits = crate::kms::encrypt_cache::EncryptLimits::default();
-        EncryptCacheConfig { max_age: limits.max_age, max_payloads: limits.max_payloads, max_bytes: limits.max_bytes }
+        EncryptCacheConfig {
+            max_age: limits.max_age,
+            max_payloads: limits.max_payloads,
+            max_bytes: limits.max_bytes,
+            renew_before: limits.renew_before,
+        }
     }
 }
 
@@ -413,6 +434,9 @@ impl Config {
                 s.max_body_bytes
             );
         }
+        if s.client_request_timeout.is_zero() || s.max_connections_per_worker == 0 {
+            bail!("server.client_request_timeout and server.max_connections_per_worker must be greater than zero");
+        }
         if s.body_read_timeout.is_zero() {
             bail!("server.body_read_timeout must be greater than zero, e.g. \"30s\"");
         }
@@ -437,6 +461,13 @@ impl Config {
         let e = &self.cache.encrypt;
         if self.cache.decrypt.max_unwraps_per_request == 0 {
             bail!("cache.decrypt.max_unwraps_per_request must be at least 1 (default 32)");
+        }
+        if e.renew_before >= e.max_age {
+            bail!(
+                "cache.encrypt.renew_before ({:?}) must be shorter than cache.encrypt.max_age ({:?})",
+                e.renew_before,
+                e.max_age
+            );
         }
         if e.max_payloads == 0 || e.max_age.is_zero() {
             bail!("cache.encrypt.max_payloads and cache.encrypt.max_age must be greater than zero");
@@ -561,6 +592,12 @@ impl Config {
                 bail!("[{section}]: call_timeout must be greater than zero and max_retries at most 5");
             }
         }
+        let gcp = &self.kms.gcp;
+        if gcp.anonymous && !gcp.endpoint.as_deref().is_some_and(endpoints::is_loopback_url) {
+            bail!(
+                "[kms.gcp]: anonymous = true sends requests without credentials and is only for a test fake; it needs a loopback endpoint such as endpoint = \"http://127.0.0.1:PORT\""
+            );
+        }
         let plaintext = if self.kms.insecure_allow_plaintext_http {
             endpoints::PlaintextHttp::AllowedByOptOut
         } else {
@@ -575,12 +612,6 @@ impl Config {
             if let Some(url) = url {
                 endpoints::check_endpoint(setting, url, plaintext)?;
             }
-        }
-        let gcp = &self.kms.gcp;
-        if gcp.anonymous && !gcp.endpoint.as_deref().is_some_and(endpoints::is_loopback_url) {
-            bail!(
-                "[kms.gcp]: anonymous = true sends requests without credentials and is only for a test fake; it needs a loopback endpoint such as endpoint = \"http://127.0.0.1:PORT\""
-            );
         }
         Ok(())
     }
@@ -669,6 +700,67 @@ mod tests {
         let mut c = Config::dev();
         c.keyrings.get_mut("dev").unwrap().primary = vec!["s3://x".into()];
         assert!(format!("{:#}", c.validate().unwrap_err()).contains("invalid KEK URI"));
+    }
+
+    fn jwt_with(issuers: Vec<IssuerConfig>, principal: &str) -> Config {
+        let mut c = Config::dev();
+        c.auth.mode = Some(AuthModeConfig::Jwt);
+        c.auth.issuers = issuers;
+        c.auth.policies = vec![crate::auth::policy::PolicyRule {
+            pattern: "*".into(),
+            decode: vec![principal.into()],
+            encode: vec![],
+            on_deny: Default::default(),
+            passthrough_without_token: false,
+        }];
+        c
+    }
+
+    fn cluster(name: Option<&str>, jwks_url: &str) -> IssuerConfig {
+        IssuerConfig {
+            name: name.map(str::to_owned),
+            issuer: "https://oidc.example/".into(),
+            audiences: vec!["codec".into()],
+            jwks_url: Some(jwks_url.into()),
+            email_claim: "none".into(),
+            ..IssuerConfig::default()
+        }
+    }
+
+    #[test]
+    fn issuer_scoped_subjects_must_name_a_configured_issuer() {
+        let ok =
+            jwt_with(vec![cluster(Some("prod"), "https://oidc.example/keys")], "sub@prod:system:serviceaccount:a:*");
+        ok.validate().unwrap();
+        assert_eq!(ok.auth.issuers[0].email_claim(), None, "email_claim = \"none\" turns emails off");
+        let err =
+            jwt_with(vec![cluster(Some("prod"), "https://oidc.example/keys")], "sub@staging:x").validate().unwrap_err();
+        assert!(err.to_string().contains("sub@staging:") && err.to_string().contains("name = \"staging\""), "{err}");
+        let twice = jwt_with(
+            vec![cluster(Some("prod"), "https://a.example/keys"), cluster(Some("prod"), "https://b.example/keys")],
+            "sub:x",
+        );
+        assert!(twice.validate().unwrap_err().to_string().contains("used twice"));
+        let bad_name = jwt_with(vec![cluster(Some("pr od"), "https://a.example/keys")], "sub:x");
+        assert!(format!("{:#}", bad_name.validate().unwrap_err()).contains("`name`"));
+    }
+
+    #[test]
+    fn plain_http_endpoints_are_refused_unless_on_loopback() {
+        for url in ["http://localhost.attacker.example/jwks.json", "http://127.0.0.1.nip.io/jwks.json"] {
+            let c = jwt_with(vec![cluster(None, url)], "sub:x");
+            assert!(format!("{:#}", c.validate().unwrap_err()).contains("plain http"), "{url}");
+        }
+        jwt_with(vec![cluster(None, "http://127.0.0.1:9/jwks.json")], "sub:x").validate().unwrap();
+        let mut c = Config::dev();
+        c.kms.aws.endpoint_url = Some("http://kms.internal:4566".into());
+        let err = format!("{:#}", c.validate().unwrap_err());
+        assert!(err.contains("kms.aws.endpoint_url") && err.contains("insecure_allow_plaintext_http"), "{err}");
+        c.kms.insecure_allow_plaintext_http = true;
+        c.validate().unwrap();
+        c.kms.gcp.endpoint = Some("http://127.0.0.1.nip.io".into());
+        c.kms.gcp.anonymous = true;
+        assert!(c.validate().unwrap_err().to_string().contains("anonymous"), "anonymous needs a loopback host");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 use actix_web::{HttpResponse, web};
 
+use crate::kms::encrypt_cache::RotationReason;
 use crate::kms::instrumented::KmsOp;
 use crate::metrics::{CONTENT_TYPE, Exposition, Kind};
 use crate::state::AppState;
@@ -23,6 +24,7 @@ pub fn render(state: &AppState) -> String {
     write_kms(state, &mut out);
     write_caches(state, &mut out);
     write_auth(state, &mut out);
+    write_bodies(state, &mut out);
     write_audit(state, &mut out);
     out.finish()
 }
@@ -75,6 +77,28 @@ fn write_caches(state: &AppState, out: &mut Exposition) {
     )
     .sample("codec_dek_cache_misses_total", &[("cache", "encrypt")], encrypt.keys_created())
     .sample("codec_dek_cache_misses_total", &[("cache", "decrypt")], decrypt.misses());
+    out.family(
+        "codec_dek_rotations_total",
+        Kind::Counter,
+        "Encrypt data keys made, by reason (scheduled: in the background ahead of the limits; on-demand: a request waited).",
+    );
+    for reason in [RotationReason::Scheduled, RotationReason::OnDemand] {
+        out.sample("codec_dek_rotations_total", &[("reason", reason.as_str())], encrypt.rotations(reason));
+    }
+    out.family(
+        "codec_dek_rotation_failures_total",
+        Kind::Counter,
+        "Background data-key renewals that failed (the current key kept serving).",
+    )
+    .sample("codec_dek_rotation_failures_total", &[], encrypt.failed_renewals());
+    if let Some(since) = encrypt.since_last_rotation() {
+        out.family(
+            "codec_dek_seconds_since_last_rotation",
+            Kind::Gauge,
+            "Seconds since an encrypt data key was last made.",
+        )
+        .sample("codec_dek_seconds_since_last_rotation", &[], since.as_secs_f64());
+    }
 }
 
 fn write_auth(state: &AppState, out: &mut Exposition) {
@@ -90,6 +114,21 @@ fn write_auth(state: &AppState, out: &mut Exposition) {
     for (reason, count) in state.authorizer.failures().passthroughs() {
         out.sample("codec_auth_passthrough_total", &[("reason", reason)], count);
     }
+}
+
+fn write_bodies(state: &AppState, out: &mut Exposition) {
+    let body = &state.protocol.body;
+    out.family("codec_inflight_body_bytes", Kind::Gauge, "Request body bytes held now, across all requests.").sample(
+        "codec_inflight_body_bytes",
+        &[],
+        body.in_use() as u64,
+    );
+    out.family(
+        "codec_inflight_body_bytes_limit",
+        Kind::Gauge,
+        "server.max_inflight_body_bytes: past it, requests get 503 overloaded.",
+    )
+    .sample("codec_inflight_body_bytes_limit", &[], body.capacity() as u64);
 }
 
 fn write_audit(state: &AppState, out: &mut Exposition) {
