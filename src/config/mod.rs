@@ -511,6 +511,11 @@ impl Config {
                 let kek = KekUri::parse(uri).with_context(|| format!("keyrings.{name}"))?;
                 self.validate_kek(name, &kek)?;
             }
+            if let Some(proxy) = ring.primary.iter().find(|uri| KekUri::parse(uri).is_ok_and(|k| k.is_proxy())) {
+                bail!(
+                    "keyrings.{name}.primary: `{proxy}` is written as Temporal Proxy writes KEKs; such a KEK only opens the proxy's payloads, so list it under decrypt_only (and name the KEK for new data keys as aws-kms://… or gcp-kms://…)"
+                );
+            }
         }
         self.validate_cloud_kms()?;
         if self.namespaces.is_empty() {
