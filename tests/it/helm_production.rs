@@ -236,3 +236,32 @@ fn the_readme_walk_throughs_show_the_value_sets_the_tests_render() {
     }
     assert_eq!(shown, ["eks-production", "gke-production", "vault-kubernetes"]);
 }
+
+/// The NOTES an install of `set` prints (`helm install --dry-run=client`: no cluster is contacted).
+fn notes(set: &str) -> String {
+    let chart = chart();
+    let values = value_set(set);
+    let out = helm(&[
+        "install",
+        RELEASE,
+        chart.to_str().unwrap(),
+        "--namespace",
+        NAMESPACE,
+        "--dry-run=client",
+        "--values",
+        values.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{set}: {}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    stdout.split_once("NOTES:").expect("NOTES are printed").1.to_owned()
+}
+
+#[test]
+fn notes_say_plainly_that_one_sqlite_replica_is_a_trial_and_show_the_dependency_view() {
+    let trial = notes("minimal");
+    assert!(trial.contains("TRIAL setup"), "{trial}");
+    assert!(trial.contains("config.audit.retention (30d)"), "{trial}");
+    assert!(trial.contains("readyz?verbose"), "{trial}");
+    let production = notes("eks-production");
+    assert!(!production.contains("TRIAL"), "{production}");
+}
