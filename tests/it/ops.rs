@@ -499,3 +499,25 @@ async fn every_log_line_of_a_request_carries_its_id_and_the_access_line_has_no_q
     let text = server.log().join("\n");
     assert!(!text.contains("query-secret-1") && !text.contains("bearer-secret-2"), "secrets in the log:\n{text}");
 }
+
+#[tokio::test]
+async fn the_probe_command_that_helm_test_runs_exits_0_only_for_a_ready_server() {
+    let app = TestApp::spawn_with(|c| c.server.admin_listen = Some("127.0.0.1:0".parse().unwrap())).await;
+    let admin = app.admin_address.clone().unwrap();
+    let probe = |url: String| async move {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_codec-server"))
+            .args(["probe", "--attempts", "1", "--timeout", "5", &url])
+            .env_remove("CODEC_CONFIG")
+            .output()
+            .await
+            .expect("run codec-server probe")
+    };
+
+    let ready = probe(format!("{admin}/readyz?verbose")).await;
+    let missing = probe(app.url("/readyz")).await;
+
+    assert!(ready.status.success(), "{}", String::from_utf8_lossy(&ready.stderr));
+    assert!(String::from_utf8_lossy(&ready.stdout).contains("\"dependencies\""));
+    assert!(!missing.status.success(), "the API port has no /readyz when an admin port exists");
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("404"), "{}", String::from_utf8_lossy(&missing.stderr));
+}
