@@ -140,14 +140,13 @@ fn admin_server(addr: std::net::SocketAddr, state: web::Data<AppState>) -> anyho
 /// the process then ends only by SIGKILL, which the log says.
 async fn shutdown_requested(state: web::Data<AppState>) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (term, int) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    let (mut term, mut int) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
         (Ok(term), Ok(int)) => (term, int),
         (Err(e), _) | (_, Err(e)) => {
             tracing::error!(error = %e, "Cannot install the SIGTERM/SIGINT handlers; graceful shutdown is off.");
             return std::future::pending().await;
         }
     };
-    let (mut term, mut int) = (term, int);
     let name = tokio::select! {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
