@@ -192,6 +192,13 @@ fn the_migration_job_runs_before_the_pods_with_their_config_secrets_ca_and_sidec
     }
     assert_eq!(job["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"], "codec-server-migrate");
 
+    // A chart-made Secret does not exist yet on a first install either: the Job mounts its hook copy.
+    let made = render_with("autoscaling", "migrations:\n  job:\n    enabled: true\n");
+    let copy = made.named("Secret", "codec-codec-server-migrate").expect("a hook copy of the chart-made Secret");
+    assert_eq!(copy["data"], made.named("Secret", FULLNAME).unwrap()["data"]);
+    let volumes = made.one("Job")["spec"]["template"]["spec"]["volumes"].to_string();
+    assert!(volumes.contains("\"secretName\":\"codec-codec-server-migrate\""), "{volumes}");
+
     // The RDS CA from its Secret: mounted in the server and the Job, and named by the config.
     let eks = render("eks-production");
     let config: toml::Value = toml::from_str(eks.config_toml()).unwrap();
