@@ -54,6 +54,10 @@ pub struct Config {
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
+    /// A second, plain-HTTP listener for `/healthz`, `/readyz` and `/metrics` (probes and Prometheus),
+    /// e.g. `0.0.0.0:8082`. When set, `listen` serves the codec routes and `/healthz` only, so an
+    /// ingress in front of it never publishes metrics or readiness. Unset: everything on `listen`.
+    pub admin_listen: Option<SocketAddr>,
     /// A path prefix in front of every codec route, e.g. `/codec` behind a shared ingress.
     pub path_prefix: String,
     /// Used when a request names no namespace (neither `X-Namespace` nor a path segment).
@@ -279,6 +283,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             listen: DEFAULT_LISTEN.parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8081))),
+            admin_listen: None,
             path_prefix: String::new(),
             default_namespace: None,
             max_body_bytes: 16 << 20,
@@ -447,6 +452,12 @@ impl Config {
         }
         if !s.path_prefix.is_empty() && !s.path_prefix.starts_with('/') {
             bail!("server.path_prefix must start with '/', e.g. \"/codec\"");
+        }
+        if let Some(admin) = s.admin_listen
+            && admin.port() != 0
+            && admin.port() == s.listen.port()
+        {
+            bail!("server.admin_listen ({admin}) must use another port than server.listen ({}), e.g. 8082", s.listen);
         }
         if let Some(tls) = &s.tls
             && tls.reload_interval.is_zero()
@@ -624,7 +635,7 @@ impl Config {
     /// The audit database URL: the configured one, or the SQLite file in the data directory.
     pub fn audit_database_url(&self) -> String {
         match &self.audit.database_url {
-            Some(url) => url.expose().to_owned(),
+            Some(url) => with_ca_file(url.expose(), self.audit.database_ca_file.as_deref()),
             None => format!("sqlite://{}", self.data_dir.join("audit.db").display()),
         }
     }

@@ -26,6 +26,7 @@ pub fn render(state: &AppState) -> String {
     write_auth(state, &mut out);
     write_bodies(state, &mut out);
     write_audit(state, &mut out);
+    write_readiness(state, &mut out);
     out.finish()
 }
 
@@ -163,4 +164,31 @@ fn write_audit(state: &AppState, out: &mut Exposition) {
     );
     out.family("codec_audit_write_duration_seconds", Kind::Histogram, "Latency of successful batch inserts.")
         .histogram("codec_audit_write_duration_seconds", &[], stats.write_latency());
+}
+
+/// This replica's readiness and the last background check of each dependency (never run here: a scrape
+/// does not wait on a KMS). Alert on `codec_dependency_up == 0`; the failing reason is a label of
+/// `codec_dependency_failing`.
+fn write_readiness(state: &AppState, out: &mut Exposition) {
+    let ready = u8::from(state.readiness.local().ready());
+    out.family("codec_ready", Kind::Gauge, "1 while this replica is ready (what the readiness probe sees).").sample(
+        "codec_ready",
+        &[],
+        ready,
+    );
+    let Some(report) = state.readiness.last_dependencies() else { return };
+    out.family("codec_dependency_up", Kind::Gauge, "1 if the dependency's last check passed, by dependency.");
+    for (name, result) in &report.checks {
+        out.sample("codec_dependency_up", &[("dependency", name.as_str())], u8::from(result.is_ok()));
+    }
+    out.family(
+        "codec_dependency_failing",
+        Kind::Gauge,
+        "1 for each failing dependency, with the short reason (unreachable, timeout, access denied, …).",
+    );
+    for (name, result) in &report.checks {
+        if let Err(reason) = result {
+            out.sample("codec_dependency_failing", &[("dependency", name.as_str()), ("reason", *reason)], 1);
+        }
+    }
 }

@@ -2,15 +2,18 @@
 
 mod audit;
 mod audit_databases;
+mod audit_tls;
 mod auth;
 mod browser;
 mod caching;
 mod config_files;
 mod cors;
 mod crypto_vectors;
+mod dockerfile;
 mod envelope_security;
 mod errors;
 mod helm;
+mod helm_production;
 mod helpers;
 mod hostile;
 mod jws_vectors;
