@@ -33,4 +33,6 @@ mod protocol;
 mod roundtrip;
 mod support;
 mod temporal_cli;
+#[cfg(feature = "aws-kms")]
+mod temporal_proxy;
 mod workloads;
