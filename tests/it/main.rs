@@ -30,4 +30,5 @@ mod protocol;
 mod roundtrip;
 mod support;
 mod temporal_cli;
+mod webui;
 mod workloads;
