@@ -38,9 +38,9 @@ async function run(call) {
   try {
     const context = await browser.newContext({ viewport: { width: 1400, height: 1000 } });
     const page = await context.newPage();
-    const console = [];
+    const messages = [];
     const codecRequests = [];
-    page.on('console', (m) => console.push(`${m.type()}: ${m.text()}`));
+    page.on('console', (m) => messages.push(`${m.type()}: ${m.text()}`));
     page.on('request', (r) => {
       if (/\/(en|de)code(\?|$)/.test(r.url())) codecRequests.push(`${r.method()} ${r.url()}`);
     });
@@ -58,7 +58,7 @@ async function run(call) {
     }
     const elapsedMs = Date.now() - started;
     if (call.screenshot) await page.screenshot({ path: call.screenshot, fullPage: true });
-    return { allFound, stoppedOn, text, elapsedMs, codecRequests, console };
+    return { allFound, stoppedOn, text, elapsedMs, codecRequests, console: messages };
   } finally {
     await browser.close();
   }
