@@ -35,4 +35,5 @@ mod support;
 mod temporal_cli;
 #[cfg(feature = "aws-kms")]
 mod temporal_proxy;
+mod webui;
 mod workloads;
