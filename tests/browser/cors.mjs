@@ -11,26 +11,11 @@
 // Exits when stdin closes. Never downloads a browser: it runs the system Chromium.
 
 import { createInterface } from 'node:readline';
-import { chromium } from 'playwright-core';
+import { giveUpAfter, launchChromium } from './chromium.mjs';
 
-const CHROMIUM = '/usr/bin/chromium';
-const FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-  '--disable-quic',
-];
 const CALL_TIMEOUT_MS = 20_000;
 
-// A hung browser must not hang the Rust test: give up long after any sane run.
-setTimeout(() => {
-  process.stderr.write('cors.mjs: gave up after 120 s\n');
-  process.exit(3);
-}, 120_000).unref();
+giveUpAfter('cors.mjs', 120_000);
 
 /** The request the Web UI makes for one payload array (DESIGN §3). */
 async function webUiDecode({ codecUrl, namespace, authorization, authorizationExtras, body }) {
@@ -72,7 +57,7 @@ async function run(browser, call) {
   }
 }
 
-const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS, timeout: 30_000 });
+const browser = await launchChromium();
 try {
   for await (const line of createInterface({ input: process.stdin })) {
     if (!line.trim()) continue;

@@ -12,29 +12,14 @@
 // or {"harnessError"} when the browser could not be driven. Never downloads a browser: it runs the
 // system Chromium. The caller passes loopback URLs only.
 
-import { chromium } from 'playwright-core';
+import { giveUpAfter, launchChromium } from './chromium.mjs';
 
-const CHROMIUM = '/usr/bin/chromium';
-const FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-  '--disable-quic',
-];
 const POLL_MS = 250;
 
-// A hung browser must not hang the Rust test.
-setTimeout(() => {
-  process.stderr.write('webui.mjs: gave up after 90 s\n');
-  process.exit(3);
-}, 90_000).unref();
+giveUpAfter('webui.mjs', 90_000);
 
 async function run(call) {
-  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS, timeout: 30_000 });
+  const browser = await launchChromium();
   try {
     const context = await browser.newContext({ viewport: { width: 1400, height: 1000 } });
     const page = await context.newPage();
