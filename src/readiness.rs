@@ -56,7 +56,7 @@ struct KmsCheck(Arc<dyn KmsBackend>);
 impl ReadinessCheck for KmsCheck {
     async fn check(&self) -> Result<(), &'static str> {
         self.0.health_check().await.map_err(|e| {
-            tracing::warn!(provider = %self.0.provider(), error = %e, "KMS readiness check failed.");
+            tracing::warn!(provider = %self.0.provider(), error = %e, fix = fix_for(&e), "KMS readiness check failed.");
             match e {
                 KmsError::Unavailable { .. } => "unreachable",
                 KmsError::AccessDenied { .. } => "access denied",
@@ -65,6 +65,19 @@ impl ReadinessCheck for KmsCheck {
                 KmsError::InvalidCiphertext | KmsError::UntrustedResponse { .. } | KmsError::NoBackend(_) => "error",
             }
         })
+    }
+}
+
+/// What an operator can do about a failed KMS check (the error itself names the KEK).
+fn fix_for(error: &KmsError) -> &'static str {
+    match error {
+        KmsError::KeyNotFound { .. } => "create the key, or correct its URI under [keyrings]",
+        KmsError::KeyDisabled { .. } => "enable the key (or its primary version), or move it to decrypt_only",
+        KmsError::AccessDenied { .. } => "grant the server's identity the key permissions listed in docs/backends.md",
+        KmsError::Unavailable { .. } => "check the KMS endpoint and network; the server keeps retrying",
+        KmsError::InvalidCiphertext | KmsError::UntrustedResponse { .. } | KmsError::NoBackend(_) => {
+            "check the [kms.*] section for this provider"
+        }
     }
 }
 
@@ -129,6 +142,23 @@ impl Readiness {
         for provider in providers {
             if let Some(backend) = backends.get(&provider) {
                 self.add(format!("kms:{provider}"), Arc::new(KmsCheck(backend.clone())));
+            }
+        }
+    }
+
+    /// Runs every check once right after startup and warns about each failure, so a missing or refused
+    /// KEK is named in the log when the server starts, not only when `/readyz` is probed. Never fails
+    /// the start: a KMS that is briefly down at that moment must not stop the server (each check has
+    /// its deadline, and `/readyz` keeps reporting until the dependency is back).
+    pub async fn check_at_startup(&self) {
+        let report = self.report().await;
+        for (name, result) in &report.checks {
+            if let Err(reason) = result {
+                tracing::warn!(
+                    check = %name,
+                    reason,
+                    "Startup check failed: the server is running, but /readyz answers 503 and requests that need this dependency fail until it is fixed. The warning above names the key and the fix."
+                );
             }
         }
     }

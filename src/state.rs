@@ -138,7 +138,10 @@ fn build_authorizer(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Au
     }
     let policies = match &auth.policy_file {
         Some(path) => {
-            let store = Arc::new(PolicyStore::from_file(path).map_err(|e| anyhow::anyhow!("auth.policy_file: {e}"))?);
+            let store = Arc::new(
+                PolicyStore::from_file(path, auth.identity_claims())
+                    .map_err(|e| anyhow::anyhow!("auth.policy_file: {e}"))?,
+            );
             store.watch(auth.policy_reload_interval);
             store
         }

@@ -137,6 +137,18 @@ impl IssuerConfig {
     }
 }
 
+impl AuthConfig {
+    /// What the configured issuers can put into an identity, for `Policies::check_matchable`: the one
+    /// place that knows which issuer settings yield which claims.
+    pub fn identity_claims(&self) -> crate::auth::policy::IdentityClaims {
+        let issuers: Vec<IssuerConfig> = self.issuers.iter().map(IssuerConfig::resolved).collect();
+        crate::auth::policy::IdentityClaims {
+            email: issuers.iter().any(|i| !i.email_claim.is_empty()),
+            groups: issuers.iter().any(|i| i.groups_claim.as_deref().is_some_and(|c| !c.is_empty())),
+        }
+    }
+}
+
 impl Config {
     pub(super) fn validate_auth(&self) -> anyhow::Result<()> {
         match self.auth.mode {
@@ -163,7 +175,10 @@ impl Config {
                         "auth.mode = \"jwt\" needs policies: set auth.policy_file or add [[auth.policies]] (no policy means nobody gets in)"
                     );
                 }
-                crate::auth::policy::Policies::compile(&self.auth.policies).map_err(|e| anyhow::anyhow!("auth.{e}"))?;
+                crate::auth::policy::Policies::compile(&self.auth.policies)
+                    .map_err(|e| anyhow::anyhow!("auth.{e}"))?
+                    .check_matchable(self.auth.identity_claims())
+                    .map_err(|e| anyhow::anyhow!("auth.policies: {e}"))?;
             }
         }
         Ok(())
