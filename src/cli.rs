@@ -161,7 +161,7 @@ async fn transform(
     let state = AppState::build(&config, mode, Arc::new(SystemClock), Audit::disabled()).await?;
     let mut input = Vec::new();
     std::io::stdin().read_to_end(&mut input)?;
-    let payloads = Payloads::from_json(&input)?.payloads;
+    let payloads = Payloads::from_json_bounded(&input, config.server.max_payloads)?.payloads;
     let grant = Authorizer::operator_grant(&namespace, op);
     let out = match op {
         CodecOp::Encode => state.codec.encode(&grant, payloads).await?.payloads,

@@ -17,6 +17,8 @@ use crate::protocol::ProtocolError;
 
 /// How long a client should wait after a fail-closed audit refusal (the writer retries within seconds).
 const AUDIT_RETRY_AFTER: Duration = Duration::from_secs(2);
+/// How long a client should wait when the in-flight body budget is spent (bodies finish in seconds).
+const OVERLOADED_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// Every error a request can end in.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +63,9 @@ impl ApiError {
                 ProtocolError::NamespaceMismatch { .. } => (S::BAD_REQUEST, "namespace-mismatch"),
                 ProtocolError::InvalidNamespace => (S::BAD_REQUEST, "invalid-namespace"),
                 ProtocolError::BodyRead => (S::BAD_REQUEST, "body-read-failed"),
+                ProtocolError::TooManyElements { .. } => (S::BAD_REQUEST, "too-many-elements"),
+                ProtocolError::BodyTimeout { .. } => (S::REQUEST_TIMEOUT, "body-timeout"),
+                ProtocolError::Overloaded => (S::SERVICE_UNAVAILABLE, "overloaded"),
             },
             ApiError::Auth(e) => match e {
                 AuthError::Unauthenticated(_) => (S::UNAUTHORIZED, "unauthenticated"),
@@ -71,6 +76,7 @@ impl ApiError {
                 CodecError::Unavailable { .. } => (S::SERVICE_UNAVAILABLE, "kms-unavailable"),
                 CodecError::DecodeFailed { .. } => (S::BAD_REQUEST, "decode-failed"),
                 CodecError::PayloadTooLarge { .. } => (S::PAYLOAD_TOO_LARGE, "payload-too-large"),
+                CodecError::TooManyDataKeys { .. } => (S::BAD_REQUEST, "too-many-data-keys"),
                 CodecError::EncodeFailed(_) => (S::INTERNAL_SERVER_ERROR, "encode-failed"),
             },
             ApiError::Audit(_) => (S::SERVICE_UNAVAILABLE, "audit-unavailable"),
@@ -92,6 +98,7 @@ impl ApiError {
         match self {
             ApiError::Codec(CodecError::Unavailable { retry_after }) => Some(*retry_after),
             ApiError::Audit(_) => Some(AUDIT_RETRY_AFTER),
+            ApiError::Protocol(ProtocolError::Overloaded) => Some(OVERLOADED_RETRY_AFTER),
             _ => None,
         }
     }
@@ -144,7 +151,10 @@ mod tests {
             (ProtocolError::MalformedJson("x".into()).into(), 400, "malformed-json"),
             (ProtocolError::InvalidExternalSize { index: 0 }.into(), 400, "malformed-json"),
             (ProtocolError::InvalidBase64 { index: 0, field: "data".into() }.into(), 400, "invalid-base64"),
-            (ProtocolError::TooManyPayloads { count: 2, limit: 1 }.into(), 400, "too-many-payloads"),
+            (ProtocolError::TooManyPayloads { limit: 1 }.into(), 400, "too-many-payloads"),
+            (ProtocolError::TooManyElements { what: "metadata entries", limit: 1 }.into(), 400, "too-many-elements"),
+            (ProtocolError::BodyTimeout { seconds: 30 }.into(), 408, "body-timeout"),
+            (ProtocolError::Overloaded.into(), 503, "overloaded"),
             (ProtocolError::BodyTooLarge { limit: 1 }.into(), 413, "body-too-large"),
             (ProtocolError::UnsupportedMediaType.into(), 415, "unsupported-media-type"),
             (ProtocolError::MissingNamespace.into(), 400, "missing-namespace"),
@@ -161,6 +171,7 @@ mod tests {
             (CodecError::Unavailable { retry_after: Duration::from_secs(2) }.into(), 503, "kms-unavailable"),
             (CodecError::DecodeFailed { indexes: vec![1] }.into(), 400, "decode-failed"),
             (CodecError::PayloadTooLarge { index: 0 }.into(), 413, "payload-too-large"),
+            (CodecError::TooManyDataKeys { limit: 32 }.into(), 400, "too-many-data-keys"),
             (CodecError::EncodeFailed(KmsErrorOrEnvelope::Envelope(EnvelopeError::Seal)).into(), 500, "encode-failed"),
             (AuditError::Unavailable.into(), 503, "audit-unavailable"),
             (ApiError::NotFound, 404, "not-found"),

@@ -104,4 +104,9 @@ fn warn_if_plain_http(config: &Config) {
             "Serving plain HTTP on a non-loopback address with auth enabled: bearer tokens cross the network in clear unless an ingress terminates TLS in front. Set [server.tls] to serve HTTPS."
         );
     }
+    if config.kms.insecure_allow_plaintext_http {
+        tracing::warn!(
+            "kms.insecure_allow_plaintext_http = true: KMS endpoints on other hosts may be plain http, so KMS credentials and unwrapped data keys cross that hop in clear unless something else (a service mesh) encrypts it."
+        );
+    }
 }

@@ -25,6 +25,7 @@ use crate::kms::local::{self, LocalBackend};
 use crate::kms::resilient::{self, ResilienceSettings};
 use crate::kms::{DataKey, KekUri, KmsBackend, Provider};
 use crate::protocol::Namespace;
+use crate::protocol::body::BodyBudget;
 use crate::protocol::client_addr::TrustedProxies;
 use crate::protocol::request::{Limits, ProtocolSettings};
 
@@ -83,11 +84,23 @@ impl AppState {
             max_namespaces: d.max_namespaces,
         });
         let legacy = build_legacy(config)?;
-        let codec = Codec::new(registry, encrypt_cache, decrypt_cache, legacy, config.server.max_decompressed_bytes);
+        let codec = Codec::new(
+            registry,
+            encrypt_cache,
+            decrypt_cache,
+            legacy,
+            config.server.max_decompressed_bytes,
+            config.cache.decrypt.max_unwraps_per_request,
+        );
         let protocol = ProtocolSettings {
             path_prefix: config.server.path_prefix.clone(),
             default_namespace: config.server.default_namespace.as_deref().and_then(Namespace::parse),
             limits: Limits { max_body_bytes: config.server.max_body_bytes, max_payloads: config.server.max_payloads },
+            body: BodyBudget::new(
+                config.server.max_inflight_body_bytes,
+                config.server.max_body_bytes,
+                config.server.body_read_timeout,
+            ),
             trusted_proxies: TrustedProxies::parse(&config.server.trusted_proxies).map_err(anyhow::Error::msg)?,
         };
         let authorizer = build_authorizer(config, clock.clone())?;
@@ -127,10 +140,11 @@ fn build_authorizer(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Au
             .collect::<anyhow::Result<_>>()?;
         issuers.push(Issuer {
             issuer: c.issuer.clone(),
+            name: c.name.clone(),
             audiences: c.audiences.clone(),
             id_token_audiences: c.id_token_audiences.clone(),
             algorithms,
-            email_claim: c.email_claim.clone(),
+            email_claim: c.email_claim(),
             groups_claim: c.groups_claim.clone(),
             leeway: c.leeway,
             keys,
@@ -142,6 +156,7 @@ fn build_authorizer(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Au
                 PolicyStore::from_file(path, auth.identity_claims())
                     .map_err(|e| anyhow::anyhow!("auth.policy_file: {e}"))?,
             );
+            auth.check_issuer_names(&store.current()).context("auth.policy_file")?;
             store.watch(auth.policy_reload_interval);
             store
         }

@@ -77,7 +77,6 @@ impl AuditEvent {
         req: &HttpRequest,
         namespace: &Namespace,
         op: CodecOp,
-        payload_count: usize,
         unix_ms: i64,
         proxies: &TrustedProxies,
     ) -> Self {
@@ -90,7 +89,7 @@ impl AuditEvent {
             issuer: None,
             namespace: namespace.to_string(),
             operation: op.as_str().to_owned(),
-            payload_count: i64::try_from(payload_count).unwrap_or(i64::MAX),
+            payload_count: 0,
             decoded_count: 0,
             kek_refs: String::new(),
             outcome: Outcome::Failed,
@@ -99,6 +98,12 @@ impl AuditEvent {
             client_addr: proxies.client_ip(req.peer_addr().map(|a| a.ip()), req.headers()).map(|ip| ip.to_string()),
             user_agent,
         }
+    }
+
+    /// Records how many payloads the request carried (known once its body is read).
+    pub fn payload_count(&mut self, count: usize) -> &mut Self {
+        self.payload_count = i64::try_from(count).unwrap_or(i64::MAX);
+        self
     }
 
     /// Records who the caller is.

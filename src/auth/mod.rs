@@ -22,6 +22,8 @@ use verify::{AuthFailure, TokenVerifier};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Identity {
     pub issuer: String,
+    /// The issuer's configured `name`, which `sub@<name>:` policy principals refer to.
+    pub issuer_name: Option<String>,
     pub subject: String,
     /// Lower-cased; `None` when the tokens carry no (verified) email.
     pub email: Option<String>,
@@ -101,6 +103,8 @@ pub enum AuthMode {
 pub struct AuthFailureCounts {
     unauthenticated: [AtomicU64; AuthFailure::ALL.len()],
     forbidden: AtomicU64,
+    passthrough_policy: AtomicU64,
+    passthrough_without_token: AtomicU64,
 }
 
 impl AuthFailureCounts {
@@ -113,6 +117,15 @@ impl AuthFailureCounts {
             .collect();
         counts.push(("forbidden", self.forbidden.load(Ordering::Relaxed)));
         counts
+    }
+
+    /// Decodes answered with the payloads unchanged under `on_deny = "passthrough"`, by reason:
+    /// `policy` (a verified caller without permission) and `no-token` (opted in per rule).
+    pub fn passthroughs(&self) -> [(&'static str, u64); 2] {
+        [
+            ("policy", self.passthrough_policy.load(Ordering::Relaxed)),
+            ("no-token", self.passthrough_without_token.load(Ordering::Relaxed)),
+        ]
     }
 }
 
@@ -159,20 +172,34 @@ impl Authorizer {
             Err(failure) => {
                 self.failures.unauthenticated[failure as usize].fetch_add(1, Ordering::Relaxed);
                 tracing::info!(%namespace, op = op.as_str(), reason = failure.as_str(), "Authentication failed.");
-                return deny(policies.on_deny(namespace), AuthError::Unauthenticated(failure), None);
+                // A token that is present but fails verification is always 401, so a broken token
+                // setup shows up as an error instead of as "not allowed" forever.
+                let on_deny = match failure {
+                    AuthFailure::Missing => policies.on_missing_token(namespace),
+                    _ => OnDeny::Reject,
+                };
+                let passed = deny(on_deny, AuthError::Unauthenticated(failure), None);
+                if passed.is_ok() {
+                    self.failures.passthrough_without_token.fetch_add(1, Ordering::Relaxed);
+                }
+                return passed;
             }
         };
         match policies.decide(&identity, namespace, op) {
             Decision::Allow => Ok(grant(Subject::User(identity))),
             Decision::Deny(on_deny) => {
                 self.failures.forbidden.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(%namespace, op = op.as_str(), "Policy denied the request.");
+                tracing::info!(%namespace, op = op.as_str(), subject = %identity.subject, "Policy denied the request.");
                 let error = AuthError::Forbidden {
                     op: op.as_str(),
                     namespace: namespace.to_string(),
                     identity: Some(identity.clone()),
                 };
-                deny(on_deny, error, Some(identity))
+                let passed = deny(on_deny, error, Some(identity));
+                if passed.is_ok() {
+                    self.failures.passthrough_policy.fetch_add(1, Ordering::Relaxed);
+                }
+                passed
             }
         }
     }

@@ -1,10 +1,13 @@
-//! Per-namespace access policies: who may decode and who may encode, by email, `*@domain` or
-//! `group:<name>`; and what a denial does (`reject` or `passthrough`).
+//! Per-namespace access policies: who may decode and who may encode, by email, `*@domain`,
+//! `group:<name>` (people) or `sub:<pattern>` (workloads: Kubernetes service accounts, CI jobs); and
+//! what a denial does (`reject` or `passthrough`).
 //!
-//! What must stay true: no matching rule means no access; emails compare lower-case; a policy file
-//! that does not parse or validate never replaces the one in force; a principal that can never match
-//! (e.g. `group:` with no issuer that has a `groups_claim`) is refused at startup, by `check-config`
-//! and on reload (`Policies::check_matchable`), instead of silently denying everyone it names.
+//! What must stay true: no matching rule means no access; emails compare lower-case; people need a
+//! verified email and workloads are admitted only by a `sub:` rule (`*` never admits a caller without
+//! an email); a policy file that does not parse or validate never replaces the one in force; a
+//! principal that can never match (e.g. `group:` with no issuer that has a `groups_claim`) is refused
+//! at startup, by `check-config` and on reload (`Policies::check_matchable`), instead of silently
+//! denying everyone it names.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -39,6 +42,10 @@ pub struct PolicyRule {
     pub encode: Vec<String>,
     #[serde(default)]
     pub on_deny: OnDeny,
+    /// With `on_deny = "passthrough"`, also pass through decodes that carry no token at all (the Web
+    /// UI without "pass access token"). A token that is present but fails verification is always 401.
+    #[serde(default)]
+    pub passthrough_without_token: bool,
 }
 
 /// The shape of a policy file.
@@ -70,6 +77,11 @@ enum Principal {
     Email(String),
     Domain(String),
     Group(String),
+    /// A workload: the verified `sub` matches the glob, from any issuer or from the named one.
+    Subject {
+        issuer_name: Option<String>,
+        pattern: String,
+    },
     AnyAuthenticated,
 }
 
@@ -85,6 +97,18 @@ impl Principal {
             }
             return Ok(Principal::Group(group.to_owned()));
         }
+        if let Some(rest) = t.strip_prefix("sub:") {
+            return subject_principal(text, None, rest);
+        }
+        // `sub@<issuer name>:<pattern>`: only subjects from the issuer configured with that `name`.
+        if let Some(rest) = t.strip_prefix("sub@") {
+            let (name, pattern) =
+                rest.split_once(':').ok_or_else(|| format!("`{text}`: expected sub@<issuer name>:<pattern>"))?;
+            if !valid_issuer_name(name) {
+                return Err(format!("`{text}`: issuer name must be letters, digits, `.`, `_` or `-`"));
+            }
+            return subject_principal(text, Some(name), pattern);
+        }
         if let Some(domain) = t.strip_prefix("*@") {
             if domain.is_empty() || domain.contains(['@', '*']) {
                 return Err(format!("`{text}`: expected *@domain"));
@@ -95,7 +119,7 @@ impl Principal {
             Some((local, domain)) if !local.is_empty() && !domain.is_empty() && !t.contains('*') => {
                 Ok(Principal::Email(t.to_lowercase()))
             }
-            _ => Err(format!("`{text}`: expected an email, *@domain, group:<name> or *")),
+            _ => Err(format!("`{text}`: expected an email, *@domain, group:<name>, sub:<pattern> or *")),
         }
     }
 
@@ -105,19 +129,36 @@ impl Principal {
             Principal::Group(_) if !claims.groups => {
                 Some("no [[auth.issuers]] entry sets groups_claim, so no identity has groups")
             }
-            // `decide` needs a verified email for every principal kind today.
+            // People need a verified email (`admits`); only `sub:` principals admit callers without one.
             Principal::Email(_) | Principal::Domain(_) | Principal::AnyAuthenticated | Principal::Group(_)
                 if !claims.email =>
             {
-                Some("no [[auth.issuers]] entry yields an email")
+                Some("every [[auth.issuers]] entry has email_claim = \"none\", so no identity has an email")
             }
-            Principal::Email(_) | Principal::Domain(_) | Principal::Group(_) | Principal::AnyAuthenticated => None,
+            Principal::Email(_)
+            | Principal::Domain(_)
+            | Principal::Group(_)
+            | Principal::AnyAuthenticated
+            | Principal::Subject { .. } => None,
         }
     }
 
+    /// Whether a caller without an email can be admitted by this principal.
+    fn is_workload(&self) -> bool {
+        matches!(self, Principal::Subject { .. })
+    }
+
     fn admits(&self, who: &Identity) -> bool {
+        if who.email.is_none() && !self.is_workload() {
+            return false;
+        }
         match self {
             Principal::AnyAuthenticated => true,
+            Principal::Subject { issuer_name, pattern } => {
+                issuer_name.as_deref().is_none_or(|n| who.issuer_name.as_deref() == Some(n))
+                    && !who.subject.is_empty()
+                    && crate::glob::matches(pattern, &who.subject)
+            }
             Principal::Email(e) => who.email.as_deref() == Some(e.as_str()),
             Principal::Domain(d) => {
                 who.email.as_deref().and_then(|e| e.rsplit_once('@')).is_some_and(|(_, dom)| dom == d)
@@ -125,6 +166,18 @@ impl Principal {
             Principal::Group(g) => who.groups.iter().any(|x| x == g),
         }
     }
+}
+
+fn subject_principal(text: &str, issuer_name: Option<&str>, pattern: &str) -> Result<Principal, String> {
+    if pattern.is_empty() || pattern.len() > 1024 || pattern.chars().any(char::is_control) {
+        return Err(format!("`{text}`: subject pattern is empty, too long or has control characters"));
+    }
+    Ok(Principal::Subject { issuer_name: issuer_name.map(str::to_owned), pattern: pattern.to_owned() })
+}
+
+/// Issuer names (`[[auth.issuers]] name`) as policies write them.
+pub fn valid_issuer_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
 #[derive(Debug)]
@@ -136,6 +189,7 @@ struct CompiledRule {
     decode_text: Vec<String>,
     encode_text: Vec<String>,
     on_deny: OnDeny,
+    passthrough_without_token: bool,
 }
 
 /// A validated set of rules: exact names first, then globs in order.
@@ -171,6 +225,7 @@ impl Policies {
                 decode_text: rule.decode.iter().map(|p| p.trim().to_owned()).collect(),
                 encode_text: rule.encode.iter().map(|p| p.trim().to_owned()).collect(),
                 on_deny: rule.on_deny,
+                passthrough_without_token: rule.passthrough_without_token,
             });
         }
         // Exact names win over globs; among globs, file order.
@@ -206,24 +261,34 @@ impl Policies {
         self.rules.iter().find(|r| crate::glob::matches(&r.pattern, namespace.as_str()))
     }
 
-    /// What a denial in `namespace` does (for requests that could not even be authenticated).
-    pub fn on_deny(&self, namespace: &Namespace) -> OnDeny {
-        self.rule_for(namespace).map(|r| r.on_deny).unwrap_or_default()
+    /// What a request without any token gets in `namespace`: passthrough only where the rule says
+    /// `on_deny = "passthrough"` and opts in with `passthrough_without_token`.
+    pub fn on_missing_token(&self, namespace: &Namespace) -> OnDeny {
+        match self.rule_for(namespace) {
+            Some(r) if r.on_deny == OnDeny::Passthrough && r.passthrough_without_token => OnDeny::Passthrough,
+            _ => OnDeny::Reject,
+        }
     }
 
-    /// Whether `who` may run `op` in `namespace`. Without a verified email nobody is allowed.
+    /// Whether `who` may run `op` in `namespace`. People need a verified email; callers without one are
+    /// admitted only by `sub:` principals.
     pub fn decide(&self, who: &Identity, namespace: &Namespace, op: CodecOp) -> Decision {
         let Some(rule) = self.rule_for(namespace) else {
             return Decision::Deny(OnDeny::Reject);
         };
-        if who.email.is_none() {
-            return Decision::Deny(rule.on_deny);
-        }
         let list = match op {
             CodecOp::Encode => &rule.encode,
             CodecOp::Decode | CodecOp::Download => &rule.decode,
         };
         if list.iter().any(|p| p.admits(who)) { Decision::Allow } else { Decision::Deny(rule.on_deny) }
+    }
+
+    /// Issuer names that `sub@<name>:` principals refer to (startup checks that each exists).
+    pub fn issuer_names(&self) -> impl Iterator<Item = &str> {
+        self.rules.iter().flat_map(|r| r.decode.iter().chain(&r.encode)).filter_map(|p| match p {
+            Principal::Subject { issuer_name: Some(n), .. } => Some(n.as_str()),
+            _ => None,
+        })
     }
 }
 
@@ -327,6 +392,7 @@ mod tests {
     fn who(email: Option<&str>, groups: &[&str]) -> Identity {
         Identity {
             issuer: "https://issuer".into(),
+            issuer_name: None,
             subject: "s".into(),
             email: email.map(str::to_owned),
             groups: groups.iter().map(|g| (*g).to_owned()).collect(),
@@ -343,6 +409,7 @@ mod tests {
             decode: decode.iter().map(|s| (*s).into()).collect(),
             encode: encode.iter().map(|s| (*s).into()).collect(),
             on_deny,
+            passthrough_without_token: false,
         }
     }
 
@@ -397,9 +464,64 @@ mod tests {
         );
     }
 
+    fn workload(issuer_name: Option<&str>, subject: &str) -> Identity {
+        Identity { issuer_name: issuer_name.map(str::to_owned), subject: subject.into(), ..who(None, &[]) }
+    }
+
+    #[test]
+    fn subjects_match_exactly_or_by_glob_and_optionally_per_issuer() {
+        let p = Policies::compile(&[rule(
+            "payments",
+            &["sub@prod:system:serviceaccount:payments:reader", "sub:repo:acme/payments:ref:refs/heads/main"],
+            &["sub:system:serviceaccount:payments:*"],
+            OnDeny::Reject,
+        )])
+        .unwrap();
+        let n = ns("payments");
+        let worker = workload(Some("prod"), "system:serviceaccount:payments:worker");
+        assert_eq!(p.decide(&worker, &n, CodecOp::Encode), Decision::Allow);
+        assert_eq!(p.decide(&worker, &n, CodecOp::Decode), Decision::Deny(OnDeny::Reject));
+        let reader = workload(Some("prod"), "system:serviceaccount:payments:reader");
+        assert_eq!(p.decide(&reader, &n, CodecOp::Decode), Decision::Allow);
+        let staging_reader = workload(Some("staging"), "system:serviceaccount:payments:reader");
+        assert_eq!(p.decide(&staging_reader, &n, CodecOp::Decode), Decision::Deny(OnDeny::Reject));
+        assert_eq!(
+            p.decide(&workload(None, "repo:acme/payments:ref:refs/heads/main"), &n, CodecOp::Decode),
+            Decision::Allow
+        );
+        let other = workload(Some("prod"), "system:serviceaccount:marketing:worker");
+        assert_eq!(p.decide(&other, &n, CodecOp::Encode), Decision::Deny(OnDeny::Reject));
+        assert_eq!(p.decide(&workload(Some("prod"), ""), &n, CodecOp::Encode), Decision::Deny(OnDeny::Reject));
+        assert_eq!(p.issuer_names().collect::<Vec<_>>(), vec!["prod"]);
+    }
+
+    #[test]
+    fn star_and_email_rules_never_admit_a_caller_without_an_email() {
+        let p = Policies::compile(&[rule("*", &["*", "*@example.com", "group:ops"], &[], OnDeny::Reject)]).unwrap();
+        let pod = Identity { groups: vec!["ops".into()], ..workload(Some("prod"), "system:serviceaccount:a:b") };
+        assert_eq!(p.decide(&pod, &ns("n"), CodecOp::Decode), Decision::Deny(OnDeny::Reject));
+        assert_eq!(p.decide(&who(Some("x@example.com"), &[]), &ns("n"), CodecOp::Decode), Decision::Allow);
+    }
+
+    #[test]
+    fn a_missing_token_passes_through_only_where_the_rule_opts_in() {
+        let mut open = rule("open", &[], &[], OnDeny::Passthrough);
+        open.passthrough_without_token = true;
+        let p = Policies::compile(&[
+            open,
+            rule("lenient", &[], &[], OnDeny::Passthrough),
+            PolicyRule { passthrough_without_token: true, ..rule("strict", &[], &[], OnDeny::Reject) },
+        ])
+        .unwrap();
+        assert_eq!(p.on_missing_token(&ns("open")), OnDeny::Passthrough);
+        assert_eq!(p.on_missing_token(&ns("lenient")), OnDeny::Reject);
+        assert_eq!(p.on_missing_token(&ns("strict")), OnDeny::Reject);
+        assert_eq!(p.on_missing_token(&ns("unlisted")), OnDeny::Reject);
+    }
+
     #[test]
     fn bad_principals_are_refused_with_their_position() {
-        for bad in ["alice", "*@", "group:", "a*@x.io", "@x.io"] {
+        for bad in ["alice", "*@", "group:", "a*@x.io", "@x.io", "sub:", "sub@:x", "sub@a b:x", "sub@prod"] {
             let err = Policies::compile(&[rule("*", &[bad], &[], OnDeny::Reject)]).unwrap_err();
             assert!(err.contains("policies[0]"), "{bad}: {err}");
         }

@@ -80,10 +80,14 @@ impl AuthFailure {
 /// One trusted issuer.
 pub struct Issuer {
     pub issuer: String,
+    /// Short name for `sub@<name>:` policy principals.
+    pub name: Option<String>,
     pub audiences: Vec<String>,
     pub id_token_audiences: Vec<String>,
     pub algorithms: Vec<Algorithm>,
-    pub email_claim: String,
+    /// `None`: this issuer's tokens never carry an email we trust (workload issuers); callers are
+    /// then admitted only by `sub:` principals.
+    pub email_claim: Option<String>,
     pub groups_claim: Option<String>,
     pub leeway: Duration,
     pub keys: KeySource,
@@ -134,9 +138,10 @@ impl TokenVerifier {
         let issuer = self.issuer_of(token)?;
         let access = verify(issuer, token, &issuer.audiences, now).await?;
         let subject = access.claims.get("sub").and_then(Value::as_str).unwrap_or_default().to_owned();
-        let mut email = email_of(&access.claims, &issuer.email_claim);
+        let mut email = issuer.email_claim.as_deref().and_then(|claim| email_of(&access.claims, claim));
         let mut exp = access.exp;
         if email.is_none()
+            && let Some(email_claim) = issuer.email_claim.as_deref()
             && let Some(id_token) = extras
         {
             let audiences =
@@ -146,11 +151,17 @@ impl TokenVerifier {
             if subject.is_empty() || id_subject != subject {
                 return Err(AuthFailure::IdToken);
             }
-            email = email_of(&id.claims, &issuer.email_claim).or_else(|| email_of(&id.claims, "email"));
+            email = email_of(&id.claims, email_claim).or_else(|| email_of(&id.claims, "email"));
             exp = exp.min(id.exp);
         }
         let groups = issuer.groups_claim.as_deref().map(|c| groups_of(&access.claims, c)).unwrap_or_default();
-        let identity = Arc::new(Identity { issuer: issuer.issuer.clone(), subject, email, groups });
+        let identity = Arc::new(Identity {
+            issuer: issuer.issuer.clone(),
+            issuer_name: issuer.name.clone(),
+            subject,
+            email,
+            groups,
+        });
         self.cache.insert(cache_key, CachedIdentity { identity: identity.clone(), exp });
         Ok(identity)
     }

@@ -88,6 +88,8 @@ pub enum EnvelopeError {
     BadEdkCount(u8),
     #[error("unknown key provider {0}")]
     UnknownProvider(u8),
+    #[error("two EDKs name the same KEK")]
+    DuplicateKek,
     #[error("{field} length {len} exceeds {max}")]
     FieldTooLong { field: &'static str, len: usize, max: usize },
     #[error("{0} is not UTF-8")]
@@ -241,6 +243,10 @@ pub fn parse(bytes: &[u8]) -> Result<Envelope<'_>, EnvelopeError> {
         let provider = Provider::from_u8(raw_provider).ok_or(EnvelopeError::UnknownProvider(raw_provider))?;
         let kek_ref = r.text("kek_ref", MAX_KEK_REF_LEN)?;
         let wrapped = r.field("wrapped", MAX_WRAPPED_LEN)?.to_vec();
+        // Each KEK wraps the DEK once; repeats would only multiply KMS calls for one payload.
+        if edks.iter().any(|e: &Edk| e.provider == provider && e.kek_ref == kek_ref) {
+            return Err(EnvelopeError::DuplicateKek);
+        }
         edks.push(Edk { provider, kek_ref, wrapped });
     }
     let commitment = r.array()?;

@@ -8,8 +8,6 @@
 
 use std::collections::HashMap;
 
-use prost::Message;
-
 use super::aead::{self, IV_LEN, Iv};
 use super::compression::{self, Compression, CompressionError};
 use crate::kms::DataKey;
@@ -81,7 +79,7 @@ impl LegacyKeys {
         }
         let iv = Iv::from_slice(&data[..IV_LEN]).map_err(|_| LegacyError::Decrypt)?;
         let plain = aead::open(key.expose(), &iv, &[], &data[IV_LEN..]).map_err(|_| LegacyError::Decrypt)?;
-        let inner = Payload::decode(plain.as_slice()).map_err(|_| LegacyError::NotAPayload)?;
+        let inner = Payload::decode_bounded(&plain).map_err(|_| LegacyError::NotAPayload)?;
         self.unwrap_compression(inner, budget).map(Some)
     }
 
@@ -98,7 +96,7 @@ impl LegacyKeys {
                 break;
             }
             let bytes = compression::decompress_within(kind, &payload.data, budget)?;
-            payload = Payload::decode(bytes.as_slice()).map_err(|_| LegacyError::NotAPayload)?;
+            payload = Payload::decode_bounded(&bytes).map_err(|_| LegacyError::NotAPayload)?;
         }
         Err(LegacyError::TooDeep { max: self.max_depth })
     }

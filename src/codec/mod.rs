@@ -45,6 +45,8 @@ pub enum CodecError {
     DecodeFailed { indexes: Vec<usize> },
     #[error("payload {index} is larger than one data key may seal")]
     PayloadTooLarge { index: usize },
+    #[error("the payloads need more than {limit} data keys unwrapped in one request; send fewer per request")]
+    TooManyDataKeys { limit: usize },
     #[error("encryption failed")]
     EncodeFailed(#[source] KmsErrorOrEnvelope),
 }
@@ -73,14 +75,16 @@ pub enum PayloadFailure {
     Commitment,
     #[error("authentication failed")]
     Open,
-    #[error("inner payload is not a Payload")]
-    InnerPayload,
+    #[error("inner payload refused: {0}")]
+    InnerPayload(#[from] crate::protocol::payloads::InnerPayloadError),
     #[error(transparent)]
     Compression(#[from] CompressionError),
     #[error(transparent)]
     Legacy(#[from] LegacyError),
     #[error("KMS unavailable")]
     Unavailable { retry_after: Duration },
+    #[error("the request's budget of KMS unwraps is spent")]
+    UnwrapBudgetSpent,
 }
 
 /// The result of an encode.
@@ -131,6 +135,8 @@ pub struct Codec {
     legacy: LegacyKeys,
     /// Decompressed bytes one decode request may produce in total (zstd envelopes and legacy layers).
     max_decompressed_bytes: usize,
+    /// KMS unwraps (decrypt-cache misses) one decode request may cause.
+    max_unwraps_per_request: usize,
 }
 
 impl Codec {
@@ -141,6 +147,7 @@ impl Codec {
         decrypt_cache: DecryptCache,
         legacy: LegacyKeys,
         max_decompressed_bytes: usize,
+        max_unwraps_per_request: usize,
     ) -> Codec {
         Codec {
             registry,
@@ -149,6 +156,7 @@ impl Codec {
             decrypt_cache,
             legacy,
             max_decompressed_bytes,
+            max_unwraps_per_request,
         }
     }
 
@@ -222,7 +230,8 @@ impl Codec {
         let mut unavailable = None;
         let mut decoded = 0;
         let mut kek_refs = BTreeSet::new();
-        let mut budget = self.max_decompressed_bytes;
+        let mut budget =
+            RequestBudget { decompressed: self.max_decompressed_bytes, unwraps: self.max_unwraps_per_request };
         for (index, payload) in payloads.into_iter().enumerate() {
             match self.decode_one(namespace, &keys, &payload, &mut kek_refs, &mut budget).await {
                 Ok(Some(opened)) => {
@@ -230,10 +239,15 @@ impl Codec {
                     out.push(opened);
                 }
                 Ok(None) => out.push(payload),
+                // The rest would wait on the same KMS: answer 503 now instead of calling it again.
                 Err(PayloadFailure::Unavailable { retry_after }) => {
                     tracing::warn!(%namespace, index, "KMS unavailable while decoding a payload.");
                     unavailable = Some(retry_after);
-                    out.push(payload);
+                    break;
+                }
+                Err(PayloadFailure::UnwrapBudgetSpent) => {
+                    tracing::warn!(%namespace, index, limit = self.max_unwraps_per_request, "Decode needs more KMS unwraps than one request may make.");
+                    return Err(CodecError::TooManyDataKeys { limit: self.max_unwraps_per_request });
                 }
                 Err(failure) => {
                     tracing::warn!(%namespace, index, reason = %failure, "Payload could not be decoded.");
@@ -260,13 +274,13 @@ impl Codec {
         keys: &NamespaceKeys,
         payload: &Payload,
         kek_refs: &mut BTreeSet<String>,
-        budget: &mut usize,
+        budget: &mut RequestBudget,
     ) -> Result<Option<Payload>, PayloadFailure> {
         match payload.encoding() {
             Some(ENVELOPE_ENCODING) => {
                 self.open_envelope(namespace, keys, &payload.data, kek_refs, budget).await.map(Some)
             }
-            Some(legacy::LEGACY_ENCODING) => Ok(self.legacy.decode(payload, namespace, budget)?),
+            Some(legacy::LEGACY_ENCODING) => Ok(self.legacy.decode(payload, namespace, &mut budget.decompressed)?),
             _ => Ok(None),
         }
     }
@@ -277,7 +291,7 @@ impl Codec {
         keys: &NamespaceKeys,
         data: &[u8],
         kek_refs: &mut BTreeSet<String>,
-        budget: &mut usize,
+        budget: &mut RequestBudget,
     ) -> Result<Payload, PayloadFailure> {
         let envelope = envelope::parse(data).map_err(PayloadFailure::Malformed)?;
         // The AAD would refuse it anyway; refusing here saves a KMS call for a payload from elsewhere.
@@ -290,6 +304,10 @@ impl Codec {
             // Only KEKs of this namespace's keyring: the payload cannot choose the key.
             let Some(kek) = keys.keyring.kek_for(edk) else { continue };
             let key = cache_key(envelope.suite, edk, &ctx);
+            // Each miss is a KMS call: one request gets a bounded number of them.
+            if !self.decrypt_cache.contains(namespace, &key) {
+                budget.unwraps = budget.unwraps.checked_sub(1).ok_or(PayloadFailure::UnwrapBudgetSpent)?;
+            }
             // The wrapped bytes are copied only on a cache miss, when the KMS call really happens.
             let unwrap = async { kek.backend.unwrap(&kek.uri, &WrappedKey(edk.wrapped.clone()), &ctx).await };
             let unwrapped = self.decrypt_cache.get_or_unwrap(namespace, key, unwrap);
@@ -305,10 +323,12 @@ impl Codec {
                 }
             };
             // A commitment mismatch (the EDKs disagree about the key) fails here: never try another EDK.
-            let opened = if data.len() >= BLOCKING_THRESHOLD {
+            let opened = if data.len() >= BLOCKING_THRESHOLD || envelope.is_compressed() {
+                // Compressed: a small envelope may inflate to the whole decompression budget.
+                let budget = &mut budget.decompressed;
                 open_on_blocking_pool(data.to_vec(), dek, namespace.as_str().to_owned(), budget).await
             } else {
-                open_payload(&envelope, &dek, namespace.as_str(), budget)
+                open_payload(&envelope, &dek, namespace.as_str(), &mut budget.decompressed)
             };
             if opened.is_ok() {
                 kek_refs.insert(edk.kek_ref.clone());
@@ -317,6 +337,14 @@ impl Codec {
         }
         Err(last)
     }
+}
+
+/// What one decode request may still spend.
+struct RequestBudget {
+    /// Decompressed bytes (zstd envelopes and legacy layers).
+    decompressed: usize,
+    /// KMS unwraps (decrypt-cache misses).
+    unwraps: usize,
 }
 
 /// Envelopes at least this large are opened on the blocking thread pool: AES over megabytes and zstd
@@ -338,7 +366,7 @@ fn open_payload(
         true => compression::decompress_within(Compression::Zstd, &plaintext, budget)?,
         false => plaintext,
     };
-    Payload::decode(plaintext.as_slice()).map_err(|_| PayloadFailure::InnerPayload)
+    Ok(Payload::decode_bounded(&plaintext)?)
 }
 
 /// [`open_payload`] on the blocking pool, for a copy of the envelope bytes; the budget left comes back.

@@ -58,6 +58,9 @@ pub enum IssuerPreset {
 #[serde(default, deny_unknown_fields)]
 pub struct IssuerConfig {
     pub preset: Option<IssuerPreset>,
+    /// Short name that `sub@<name>:<pattern>` policy principals use to admit only this issuer's
+    /// subjects (two clusters both have `system:serviceaccount:payments:worker`).
+    pub name: Option<String>,
     /// Exact `iss` value.
     pub issuer: String,
     /// Accepted `aud` values of access tokens (at least one).
@@ -70,6 +73,8 @@ pub struct IssuerConfig {
     pub keys: Vec<String>,
     /// Pinned algorithms, e.g. ["RS256"]. HMAC algorithms are not accepted.
     pub algorithms: Vec<String>,
+    /// The claim holding the caller's email (default `email`); `"none"` for workload issuers (Kubernetes,
+    /// CI) whose callers are admitted only by `sub:` principals.
     pub email_claim: String,
     pub groups_claim: Option<String>,
     /// Clock skew allowed on exp/nbf; at most 60 s.
@@ -90,6 +95,7 @@ impl Default for IssuerConfig {
     fn default() -> Self {
         IssuerConfig {
             preset: None,
+            name: None,
             issuer: String::new(),
             audiences: Vec::new(),
             id_token_audiences: Vec::new(),
@@ -114,7 +120,16 @@ pub const TEMPORAL_CLOUD_AUDIENCE: &str = "https://saas-api.tmprl.cloud";
 /// Temporal Cloud's email claim.
 pub const TEMPORAL_CLOUD_EMAIL_CLAIM: &str = "https://saas-api.tmprl.cloud/user/email";
 
+/// `email_claim` value that turns email identities off for an issuer.
+pub const NO_EMAIL_CLAIM: &str = "none";
+
 impl IssuerConfig {
+    /// The email claim after presets; `None` when set to `"none"`.
+    pub fn email_claim(&self) -> Option<String> {
+        let c = self.resolved();
+        (c.email_claim != NO_EMAIL_CLAIM).then_some(c.email_claim)
+    }
+
     /// The issuer with its preset applied: the preset fills only what is left empty.
     pub fn resolved(&self) -> IssuerConfig {
         let mut c = self.clone();
@@ -141,10 +156,9 @@ impl AuthConfig {
     /// What the configured issuers can put into an identity, for `Policies::check_matchable`: the one
     /// place that knows which issuer settings yield which claims.
     pub fn identity_claims(&self) -> crate::auth::policy::IdentityClaims {
-        let issuers: Vec<IssuerConfig> = self.issuers.iter().map(IssuerConfig::resolved).collect();
         crate::auth::policy::IdentityClaims {
-            email: issuers.iter().any(|i| !i.email_claim.is_empty()),
-            groups: issuers.iter().any(|i| i.groups_claim.as_deref().is_some_and(|c| !c.is_empty())),
+            email: self.issuers.iter().any(|i| i.email_claim().is_some()),
+            groups: self.issuers.iter().any(|i| i.groups_claim.as_deref().is_some_and(|c| !c.is_empty())),
         }
     }
 }
@@ -175,11 +189,32 @@ impl Config {
                         "auth.mode = \"jwt\" needs policies: set auth.policy_file or add [[auth.policies]] (no policy means nobody gets in)"
                     );
                 }
-                crate::auth::policy::Policies::compile(&self.auth.policies)
-                    .map_err(|e| anyhow::anyhow!("auth.{e}"))?
+                let policies = crate::auth::policy::Policies::compile(&self.auth.policies)
+                    .map_err(|e| anyhow::anyhow!("auth.{e}"))?;
+                self.auth.check_issuer_names(&policies)?;
+                policies
                     .check_matchable(self.auth.identity_claims())
                     .map_err(|e| anyhow::anyhow!("auth.policies: {e}"))?;
             }
+        }
+        Ok(())
+    }
+}
+
+impl AuthConfig {
+    /// Issuer names are unique, and every `sub@<name>:` principal names a configured issuer (a rule
+    /// naming no issuer could never match).
+    pub fn check_issuer_names(&self, policies: &crate::auth::policy::Policies) -> anyhow::Result<()> {
+        let names: Vec<&str> = self.issuers.iter().filter_map(|i| i.name.as_deref()).collect();
+        for (i, name) in names.iter().enumerate() {
+            if names[..i].contains(name) {
+                bail!("auth.issuers: the name `{name}` is used twice; issuer names must be unique");
+            }
+        }
+        if let Some(unknown) = policies.issuer_names().find(|n| !names.contains(n)) {
+            bail!(
+                "auth.policies: `sub@{unknown}:` names no issuer; set `name = \"{unknown}\"` on the [[auth.issuers]] entry it means"
+            );
         }
         Ok(())
     }
@@ -189,6 +224,11 @@ fn validate_issuer(c: &IssuerConfig) -> anyhow::Result<()> {
     if c.issuer.is_empty() {
         bail!("`issuer` is required: the exact `iss` of its tokens");
     }
+    if let Some(name) = &c.name
+        && !crate::auth::policy::valid_issuer_name(name)
+    {
+        bail!("`name` must be 1-64 letters, digits, `.`, `_` or `-`");
+    }
     if c.audiences.is_empty() {
         bail!("`audiences` is required: the `aud` values its access tokens carry");
     }
@@ -196,11 +236,7 @@ fn validate_issuer(c: &IssuerConfig) -> anyhow::Result<()> {
         (None, true) => bail!("set `jwks_url` or `keys`"),
         (Some(_), false) => bail!("set `jwks_url` or `keys`, not both"),
         (Some(url), true) => {
-            let loopback_http =
-                ["http://127.0.0.1", "http://localhost", "http://[::1]"].iter().any(|p| url.starts_with(p));
-            if !url.starts_with("https://") && !loopback_http {
-                bail!("`jwks_url` must be https:// (plain http only on loopback, for tests)");
-            }
+            super::endpoints::check_endpoint("`jwks_url`", url, super::endpoints::PlaintextHttp::LoopbackOnly)?;
         }
         (None, false) => {
             crate::auth::jwks::static_keys(&c.keys).map_err(|e| anyhow::anyhow!(e))?;

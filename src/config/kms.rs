@@ -11,6 +11,9 @@ pub struct KmsConfig {
     pub gcp: GcpKmsConfig,
     /// `[kms.vault]`: Vault / OpenBao address and login; required by `vault-transit://` KEKs.
     pub vault: Option<crate::kms::vault::VaultKmsConfig>,
+    /// Allow plain `http://` KMS endpoints on other hosts (only where something else, e.g. a service
+    /// mesh, encrypts the hop). Off: plain http only to 127.0.0.1, [::1] or localhost.
+    pub insecure_allow_plaintext_http: bool,
 }
 
 /// The `local://` backend.

@@ -22,6 +22,7 @@ use crate::protocol::Namespace;
 
 mod audit;
 mod auth;
+pub mod endpoints;
 mod kms;
 
 pub use audit::*;
@@ -60,6 +61,12 @@ pub struct ServerConfig {
     pub default_namespace: Option<String>,
     pub max_body_bytes: usize,
     pub max_payloads: usize,
+    /// Body bytes held at once across all requests (being received or served); past it, 503 with
+    /// `Retry-After`. Bounds memory however many clients send at once.
+    pub max_inflight_body_bytes: usize,
+    /// Deadline for receiving one request's whole body once the caller is authorized (408 after it).
+    #[serde(with = "humantime_serde")]
+    pub body_read_timeout: Duration,
     /// Bound on all decompression in one decode request (zstd envelopes, legacy zlib/gzip/snappy layers).
     pub max_decompressed_bytes: usize,
     /// HTTP worker threads; default: one per core.
@@ -155,6 +162,9 @@ pub struct DecryptCacheConfig {
     pub idle: Duration,
     pub capacity_per_namespace: u64,
     pub max_namespaces: u64,
+    /// KMS unwraps (cache misses) one decode request may cause; past it, 400 `too-many-data-keys`.
+    /// Payloads sealed minutes apart share a data key, so real requests need a few.
+    pub max_unwraps_per_request: usize,
 }
 
 /// Decrypt-only keys of Temporal's sample encryption codecs, by key id.
@@ -261,6 +271,8 @@ impl Default for ServerConfig {
             default_namespace: None,
             max_body_bytes: 16 << 20,
             max_payloads: 1000,
+            max_inflight_body_bytes: 128 << 20,
+            body_read_timeout: Duration::from_secs(30),
             max_decompressed_bytes: 64 << 20,
             workers: None,
             trusted_proxies: Vec::new(),
@@ -296,6 +308,7 @@ impl Default for DecryptCacheConfig {
             idle: s.idle,
             capacity_per_namespace: s.capacity_per_namespace,
             max_namespaces: s.max_namespaces,
+            max_unwraps_per_request: 32,
         }
     }
 }
@@ -401,6 +414,16 @@ impl Config {
         if s.max_payloads == 0 {
             bail!("server.max_payloads must be at least 1");
         }
+        if s.max_inflight_body_bytes < s.max_body_bytes || u32::try_from(s.max_body_bytes).is_err() {
+            bail!(
+                "server.max_inflight_body_bytes ({}) must be at least server.max_body_bytes ({}), which must be below 4 GiB",
+                s.max_inflight_body_bytes,
+                s.max_body_bytes
+            );
+        }
+        if s.body_read_timeout.is_zero() {
+            bail!("server.body_read_timeout must be greater than zero, e.g. \"30s\"");
+        }
         if let Some(ns) = &s.default_namespace
             && Namespace::parse(ns).is_none()
         {
@@ -420,6 +443,9 @@ impl Config {
         crate::protocol::client_addr::TrustedProxies::parse(&s.trusted_proxies).map_err(anyhow::Error::msg)?;
         self.validate_keys()?;
         let e = &self.cache.encrypt;
+        if self.cache.decrypt.max_unwraps_per_request == 0 {
+            bail!("cache.decrypt.max_unwraps_per_request must be at least 1 (default 32)");
+        }
         if e.max_payloads == 0 || e.max_age.is_zero() {
             bail!("cache.encrypt.max_payloads and cache.encrypt.max_age must be greater than zero");
         }
@@ -543,8 +569,23 @@ impl Config {
                 bail!("[{section}]: call_timeout must be greater than zero and max_retries at most 5");
             }
         }
+        let plaintext = if self.kms.insecure_allow_plaintext_http {
+            endpoints::PlaintextHttp::AllowedByOptOut
+        } else {
+            endpoints::PlaintextHttp::LoopbackUnlessOptedOut
+        };
+        let kms_endpoints = [
+            ("kms.aws.endpoint_url", aws.endpoint_url.as_deref()),
+            ("kms.gcp.endpoint", self.kms.gcp.endpoint.as_deref()),
+            ("kms.vault.address", self.kms.vault.as_ref().map(|v| v.address.as_str())),
+        ];
+        for (setting, url) in kms_endpoints {
+            if let Some(url) = url {
+                endpoints::check_endpoint(setting, url, plaintext)?;
+            }
+        }
         let gcp = &self.kms.gcp;
-        if gcp.anonymous && !gcp.endpoint.as_deref().is_some_and(is_loopback_url) {
+        if gcp.anonymous && !gcp.endpoint.as_deref().is_some_and(endpoints::is_loopback_url) {
             bail!(
                 "[kms.gcp]: anonymous = true sends requests without credentials and is only for a test fake; it needs a loopback endpoint such as endpoint = \"http://127.0.0.1:PORT\""
             );
@@ -569,17 +610,6 @@ impl Config {
     pub fn to_redacted_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}"))
     }
-}
-
-/// Whether a URL points at this machine (`http(s)://127.x.x.x`, `localhost` or `[::1]`, any port).
-fn is_loopback_url(url: &str) -> bool {
-    let Some(rest) = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://")) else { return false };
-    let authority = rest.split('/').next().unwrap_or_default();
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or_default(),
-        None => authority.split(':').next().unwrap_or_default(),
-    };
-    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Top-level sections an environment variable may set. Anything else under `CODEC_` is ignored: the

@@ -3,6 +3,7 @@
 //! Everything that parses client input lives here, so handlers start from clean, bounded values.
 
 pub mod base64_lenient;
+pub mod body;
 pub mod client_addr;
 pub mod namespace;
 pub mod payloads;
@@ -23,8 +24,10 @@ pub enum ProtocolError {
     InvalidBase64 { index: usize, field: String },
     #[error("payload {index}: externalPayloads sizeBytes is not an int64")]
     InvalidExternalSize { index: usize },
-    #[error("request has {count} payloads; the limit is {limit}")]
-    TooManyPayloads { count: usize, limit: usize },
+    #[error("request has more than {limit} payloads")]
+    TooManyPayloads { limit: usize },
+    #[error("a payload has more than {limit} {what}")]
+    TooManyElements { what: &'static str, limit: usize },
     #[error("request body exceeds the limit of {limit} bytes")]
     BodyTooLarge { limit: usize },
     #[error("content type must be application/json")]
@@ -37,4 +40,8 @@ pub enum ProtocolError {
     InvalidNamespace,
     #[error("request body could not be read")]
     BodyRead,
+    #[error("request body not received within {seconds} s")]
+    BodyTimeout { seconds: u64 },
+    #[error("the server is busy with other requests' bodies; retry shortly")]
+    Overloaded,
 }

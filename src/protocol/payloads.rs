@@ -30,7 +30,33 @@ pub struct ExternalPayloadDetails {
     pub size_bytes: i64,
 }
 
+/// Why protobuf bytes are not a [`Payload`] we accept.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum InnerPayloadError {
+    #[error("not a protobuf Payload")]
+    Malformed,
+    #[error("more than {limit} {what}")]
+    TooManyElements { what: &'static str, limit: usize },
+}
+
 impl Payload {
+    /// Decodes protobuf bytes (an opened envelope's plaintext) with the same element bounds as the
+    /// JSON parser. The fields are counted before anything is built, so 15 MB of empty
+    /// `external_payloads` entries are refused without making 5 million of them.
+    pub fn decode_bounded(bytes: &[u8]) -> Result<Payload, InnerPayloadError> {
+        let (metadata, external) = count_repeated_fields(bytes).ok_or(InnerPayloadError::Malformed)?;
+        if metadata > MAX_METADATA_ENTRIES {
+            return Err(InnerPayloadError::TooManyElements { what: "metadata entries", limit: MAX_METADATA_ENTRIES });
+        }
+        if external > MAX_EXTERNAL_PAYLOADS {
+            return Err(InnerPayloadError::TooManyElements {
+                what: "externalPayloads entries",
+                limit: MAX_EXTERNAL_PAYLOADS,
+            });
+        }
+        <Payload as prost::Message>::decode(bytes).map_err(|_| InnerPayloadError::Malformed)
+    }
+
     /// The `encoding` metadata value, if it is UTF-8.
     pub fn encoding(&self) -> Option<&str> {
         self.metadata.get("encoding").and_then(|v| std::str::from_utf8(v).ok())
@@ -42,29 +68,86 @@ impl Payload {
     }
 }
 
+/// Counts the top-level occurrences of `Payload.metadata` (field 1) and `Payload.external_payloads`
+/// (field 3) by walking the wire format; `None` when the bytes are not well-formed protobuf.
+fn count_repeated_fields(mut bytes: &[u8]) -> Option<(usize, usize)> {
+    fn varint(bytes: &mut &[u8]) -> Option<u64> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let (&b, rest) = bytes.split_first()?;
+            *bytes = rest;
+            value |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Some(value);
+            }
+        }
+        None
+    }
+    let (mut metadata, mut external) = (0usize, 0usize);
+    while !bytes.is_empty() {
+        let tag = varint(&mut bytes)?;
+        let skip = match tag & 7 {
+            0 => {
+                varint(&mut bytes)?;
+                0
+            }
+            1 => 8,
+            2 => usize::try_from(varint(&mut bytes)?).ok()?,
+            5 => 4,
+            _ => return None,
+        };
+        bytes = bytes.get(skip..)?;
+        match (tag >> 3, tag & 7) {
+            (1, 2) => metadata += 1,
+            (3, 2) => external += 1,
+            _ => {}
+        }
+    }
+    Some((metadata, external))
+}
+
 /// The request and response body of `/encode` and `/decode`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Payloads {
     pub payloads: Vec<Payload>,
 }
 
+/// Most metadata entries one payload may carry (SDKs write a handful); bounds parse work and memory.
+pub const MAX_METADATA_ENTRIES: usize = 256;
+/// Most `externalPayloads` entries one payload may carry (one per external-storage reference).
+pub const MAX_EXTERNAL_PAYLOADS: usize = 1024;
+
 impl Payloads {
+    /// [`Payloads::from_json_bounded`] without a payload-count bound (the element bounds still hold),
+    /// for replies this server wrote itself.
+    pub fn from_json(body: &[u8]) -> Result<Payloads, ProtocolError> {
+        Payloads::from_json_bounded(body, usize::MAX)
+    }
+
     /// Parses proto3 JSON leniently: either base64 alphabet, optional padding, unknown fields ignored,
     /// `externalPayloads` kept (int64 as string or number), original proto field names accepted too.
-    pub fn from_json(body: &[u8]) -> Result<Payloads, ProtocolError> {
+    ///
+    /// Counts while parsing: payload `max_payloads + 1`, metadata entry 257 or external entry 1,025
+    /// stops the parse, so a body of empty objects cannot make millions of them first.
+    pub fn from_json_bounded(body: &[u8], max_payloads: usize) -> Result<Payloads, ProtocolError> {
         // serde would also build the struct from a JSON array; proto3 JSON messages are objects only.
         if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
             return Err(ProtocolError::MalformedJson("expected a JSON object".into()));
         }
-        let raw: RawPayloads =
-            serde_json::from_slice(body).map_err(|e| ProtocolError::MalformedJson(json_error_summary(&e)))?;
-        let payloads = raw
-            .payloads
-            .unwrap_or_default()
-            .into_iter()
-            .enumerate()
-            .map(|(index, p)| p.into_payload(index))
-            .collect::<Result<_, _>>()?;
+        let mut de = serde_json::Deserializer::from_slice(body);
+        let raw = serde::de::DeserializeSeed::deserialize(RawPayloadsSeed { max_payloads }, &mut de)
+            .and_then(|raw| de.end().map(|()| raw))
+            .map_err(|e| match bound_error(&e) {
+                Some(Bound::Payloads) => ProtocolError::TooManyPayloads { limit: max_payloads },
+                Some(Bound::Metadata) => {
+                    ProtocolError::TooManyElements { what: "metadata entries", limit: MAX_METADATA_ENTRIES }
+                }
+                Some(Bound::External) => {
+                    ProtocolError::TooManyElements { what: "externalPayloads entries", limit: MAX_EXTERNAL_PAYLOADS }
+                }
+                None => ProtocolError::MalformedJson(json_error_summary(&e)),
+            })?;
+        let payloads = raw.into_iter().enumerate().map(|(index, p)| p.into_payload(index)).collect::<Result<_, _>>()?;
         Ok(Payloads { payloads })
     }
 
@@ -83,19 +166,180 @@ fn json_error_summary(e: &serde_json::Error) -> String {
     }
 }
 
-#[derive(Deserialize)]
-struct RawPayloads {
-    #[serde(default)]
-    payloads: Option<Vec<RawPayload>>,
+/// Which bound a parse stopped at; carried through serde as a custom error with a fixed marker.
+#[derive(Clone, Copy)]
+enum Bound {
+    Payloads,
+    Metadata,
+    External,
+}
+
+impl Bound {
+    const fn marker(self) -> &'static str {
+        match self {
+            Bound::Payloads => "\u{0}bound:payloads",
+            Bound::Metadata => "\u{0}bound:metadata",
+            Bound::External => "\u{0}bound:external",
+        }
+    }
+}
+
+fn bound_error(e: &serde_json::Error) -> Option<Bound> {
+    let text = e.to_string();
+    [Bound::Payloads, Bound::Metadata, Bound::External].into_iter().find(|b| text.starts_with(b.marker()))
+}
+
+/// The top-level object: only `payloads` is read, anything else is skipped.
+struct RawPayloadsSeed {
+    max_payloads: usize,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for RawPayloadsSeed {
+    type Value = Vec<RawPayload>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for RawPayloadsSeed {
+    type Value = Vec<RawPayload>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a Payloads object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut payloads = None;
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if key == "payloads" && payloads.is_none() {
+                let list: Option<Vec<RawPayload>> = map.next_value_seed(OptionalSeed(BoundedSeq {
+                    limit: self.max_payloads,
+                    bound: Bound::Payloads,
+                    item: std::marker::PhantomData,
+                }))?;
+                payloads = Some(list.unwrap_or_default());
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(payloads.unwrap_or_default())
+    }
+}
+
+/// `null` or the inner value.
+struct OptionalSeed<S>(S);
+
+impl<'de, S: serde::de::DeserializeSeed<'de>> serde::de::DeserializeSeed<'de> for OptionalSeed<S> {
+    type Value = Option<S::Value>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_option(self)
+    }
+}
+
+impl<'de, S: serde::de::DeserializeSeed<'de>> serde::de::Visitor<'de> for OptionalSeed<S> {
+    type Value = Option<S::Value>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("null or a value")
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        self.0.deserialize(deserializer).map(Some)
+    }
+}
+
+/// A JSON array of at most `limit` items; item `limit + 1` fails the parse before it is built.
+struct BoundedSeq<T> {
+    limit: usize,
+    bound: Bound,
+    item: std::marker::PhantomData<T>,
+}
+
+impl<'de, T: Deserialize<'de>> serde::de::DeserializeSeed<'de> for BoundedSeq<T> {
+    type Value = Vec<T>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for BoundedSeq<T> {
+    type Value = Vec<T>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an array")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element()? {
+            if items.len() == self.limit {
+                return Err(serde::de::Error::custom(self.bound.marker()));
+            }
+            items.push(item);
+        }
+        Ok(items)
+    }
+}
+
+/// A JSON object of at most [`MAX_METADATA_ENTRIES`] string values (later duplicates win, as before).
+fn bounded_metadata<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<BTreeMap<String, String>>, D::Error> {
+    struct MetadataVisitor;
+    impl<'de> serde::de::Visitor<'de> for MetadataVisitor {
+        type Value = Option<BTreeMap<String, String>>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a metadata object")
+        }
+
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut entries = BTreeMap::new();
+            let mut seen = 0usize;
+            while let Some((key, value)) = map.next_entry::<String, String>()? {
+                seen += 1;
+                if seen > MAX_METADATA_ENTRIES {
+                    return Err(serde::de::Error::custom(Bound::Metadata.marker()));
+                }
+                entries.insert(key, value);
+            }
+            Ok(Some(entries))
+        }
+    }
+    d.deserialize_any(MetadataVisitor)
+}
+
+fn bounded_external<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<RawExternal>>, D::Error> {
+    serde::de::DeserializeSeed::deserialize(
+        OptionalSeed(BoundedSeq {
+            limit: MAX_EXTERNAL_PAYLOADS,
+            bound: Bound::External,
+            item: std::marker::PhantomData,
+        }),
+        d,
+    )
 }
 
 #[derive(Deserialize)]
 struct RawPayload {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "bounded_metadata")]
     metadata: Option<BTreeMap<String, String>>,
     #[serde(default)]
     data: Option<String>,
-    #[serde(default, rename = "externalPayloads", alias = "external_payloads")]
+    #[serde(default, rename = "externalPayloads", alias = "external_payloads", deserialize_with = "bounded_external")]
     external_payloads: Option<Vec<RawExternal>>,
 }
 
@@ -123,7 +367,7 @@ impl RawPayload {
             .into_iter()
             .map(|(k, v)| match base64_lenient::decode(&v) {
                 Ok(bytes) => Ok((k, bytes)),
-                Err(_) => Err(ProtocolError::InvalidBase64 { index, field: format!("metadata.{k}") }),
+                Err(_) => Err(ProtocolError::InvalidBase64 { index, field: metadata_field_name(&k) }),
             })
             .collect::<Result<_, _>>()?;
         let data = match self.data {
@@ -148,11 +392,37 @@ impl RawPayload {
     }
 }
 
+/// `metadata.<key>` for an error message, with the caller's key escaped and shortened: it reaches logs,
+/// and a raw newline or ESC byte there would let a caller forge log lines.
+fn metadata_field_name(key: &str) -> String {
+    let mut name = String::from("metadata.");
+    for c in key.chars().take(64) {
+        name.extend(c.escape_debug());
+    }
+    if key.chars().nth(64).is_some() {
+        name.push('…');
+    }
+    name
+}
+
 impl Serialize for Payloads {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(Some(1))?;
-        map.serialize_entry("payloads", &self.payloads.iter().map(JsonPayload).collect::<Vec<_>>())?;
+        map.serialize_entry("payloads", &JsonPayloadList(&self.payloads))?;
         map.end()
+    }
+}
+
+struct JsonPayloadList<'a>(&'a [Payload]);
+
+impl Serialize for JsonPayloadList<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+        for p in self.0 {
+            seq.serialize_element(&JsonPayload(p))?;
+        }
+        seq.end()
     }
 }
 
@@ -162,16 +432,47 @@ impl Serialize for JsonPayload<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let p = self.0;
         let mut map = serializer.serialize_map(None)?;
-        let metadata: BTreeMap<&str, String> =
-            p.metadata.iter().map(|(k, v)| (k.as_str(), base64_lenient::encode(v))).collect();
-        map.serialize_entry("metadata", &metadata)?;
+        map.serialize_entry("metadata", &JsonMetadata(&p.metadata))?;
         map.serialize_entry("data", &base64_lenient::encode(&p.data))?;
         if !p.external_payloads.is_empty() {
-            let details: Vec<BTreeMap<&str, String>> =
-                p.external_payloads.iter().map(|e| BTreeMap::from([("sizeBytes", e.size_bytes.to_string())])).collect();
-            map.serialize_entry("externalPayloads", &details)?;
+            map.serialize_entry("externalPayloads", &JsonExternal(&p.external_payloads))?;
         }
         map.end()
+    }
+}
+
+/// Metadata values as base64, written straight out (the map is already sorted).
+struct JsonMetadata<'a>(&'a BTreeMap<String, Vec<u8>>);
+
+impl Serialize for JsonMetadata<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0 {
+            map.serialize_entry(k, &base64_lenient::encode(v))?;
+        }
+        map.end()
+    }
+}
+
+/// `[{"sizeBytes":"123"}, …]` without building a map per entry.
+struct JsonExternal<'a>(&'a [ExternalPayloadDetails]);
+
+impl Serialize for JsonExternal<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        struct Entry(i64);
+        impl Serialize for Entry {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut map = serializer.serialize_map(Some(1))?;
+                map.serialize_entry("sizeBytes", &self.0.to_string())?;
+                map.end()
+            }
+        }
+        let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+        for e in self.0 {
+            seq.serialize_element(&Entry(e.size_bytes))?;
+        }
+        seq.end()
     }
 }
 
@@ -209,6 +510,73 @@ mod tests {
         assert!(matches!(err, ProtocolError::InvalidBase64 { index: 1, ref field } if field == "data"));
         assert!(matches!(Payloads::from_json(b"{\"payloads\":[").unwrap_err(), ProtocolError::MalformedJson(_)));
         assert!(matches!(Payloads::from_json(b" [] ").unwrap_err(), ProtocolError::MalformedJson(_)));
+    }
+
+    #[test]
+    fn counts_are_bounded_while_parsing() {
+        let many = format!("{{\"payloads\":[{}{{}}]}}", "{},".repeat(1000));
+        assert_eq!(Payloads::from_json_bounded(many.as_bytes(), 1001).unwrap().payloads.len(), 1001);
+        assert!(matches!(
+            Payloads::from_json_bounded(many.as_bytes(), 1000),
+            Err(ProtocolError::TooManyPayloads { limit: 1000 })
+        ));
+        // Stops at item 1,001 even when the rest of the body is not JSON at all.
+        let truncated = format!("{{\"payloads\":[{}{{}}, garbage", "{},".repeat(1000));
+        assert!(matches!(
+            Payloads::from_json_bounded(truncated.as_bytes(), 1000),
+            Err(ProtocolError::TooManyPayloads { .. })
+        ));
+        let entries: Vec<String> = (0..=MAX_METADATA_ENTRIES).map(|i| format!("\"k{i}\":\"\"")).collect();
+        let body = format!("{{\"payloads\":[{{\"metadata\":{{{}}}}}]}}", entries.join(","));
+        assert!(matches!(Payloads::from_json(body.as_bytes()), Err(ProtocolError::TooManyElements { .. })));
+        let body = format!("{{\"payloads\":[{{\"metadata\":{{{}}}}}]}}", entries[..MAX_METADATA_ENTRIES].join(","));
+        assert_eq!(Payloads::from_json(body.as_bytes()).unwrap().payloads[0].metadata.len(), MAX_METADATA_ENTRIES);
+        let external = vec!["{}"; MAX_EXTERNAL_PAYLOADS + 1].join(",");
+        let body = format!("{{\"payloads\":[{{\"externalPayloads\":[{external}]}}]}}");
+        assert!(matches!(Payloads::from_json(body.as_bytes()), Err(ProtocolError::TooManyElements { .. })));
+        assert_eq!(
+            Payloads::from_json(br#"{"payloads":null,"x":[1]}"#).unwrap(),
+            Payloads::default(),
+            "null means empty"
+        );
+        assert!(Payloads::from_json(br#"{"payloads":[{"metadata":null,"externalPayloads":null}]}"#).is_ok());
+        assert!(matches!(Payloads::from_json(br#"{"payloads":[]} x"#), Err(ProtocolError::MalformedJson(_))));
+    }
+
+    #[test]
+    fn a_metadata_key_in_an_error_cannot_forge_a_log_line() {
+        let body = br#"{"payloads":[{"metadata":{"k\n2026-01-01 INFO Decoded payloads user=admin@example.com\u001b[0m":"%%"}}]}"#;
+        let err = Payloads::from_json(body).unwrap_err().to_string();
+        assert!(!err.contains('\n') && !err.contains('\u{1b}'), "{err}");
+        assert!(err.contains("\\n"), "escaped, still readable: {err}");
+    }
+
+    #[test]
+    fn inner_payloads_are_counted_before_they_are_built() {
+        use prost::Message;
+        let poison = Payload {
+            external_payloads: vec![ExternalPayloadDetails::default(); MAX_EXTERNAL_PAYLOADS + 1],
+            ..Payload::default()
+        };
+        assert_eq!(
+            Payload::decode_bounded(&poison.encode_to_vec()),
+            Err(InnerPayloadError::TooManyElements { what: "externalPayloads entries", limit: MAX_EXTERNAL_PAYLOADS })
+        );
+        let metadata = (0..=MAX_METADATA_ENTRIES).map(|i| (format!("k{i}"), vec![])).collect();
+        let many = Payload { metadata, ..Payload::default() };
+        assert!(matches!(
+            Payload::decode_bounded(&many.encode_to_vec()),
+            Err(InnerPayloadError::TooManyElements { .. })
+        ));
+        let fine = Payload {
+            metadata: BTreeMap::from([("encoding".into(), b"json/plain".to_vec())]),
+            data: vec![7; 300],
+            external_payloads: vec![ExternalPayloadDetails { size_bytes: -1 }; 3],
+        };
+        assert_eq!(Payload::decode_bounded(&fine.encode_to_vec()).unwrap(), fine);
+        for bad in [&[0x0a, 0x05][..], &[0xff; 11][..], &[0x0b][..]] {
+            assert_eq!(Payload::decode_bounded(bad), Err(InnerPayloadError::Malformed), "{bad:?}");
+        }
     }
 
     #[test]

@@ -1,13 +1,15 @@
-//! Turns an HTTP request on a codec path into clean values: operation, namespace and bounded payloads.
+//! Turns an HTTP request on a codec path into clean values: operation and namespace from the head,
+//! then — only once the caller is authorized — the bounded payloads from the body.
 //!
-//! Checks run cheapest first (content type, namespace, declared length) so that nothing large is read
-//! for a request that will be refused anyway.
+//! What must stay true: everything here that runs before authorization looks at headers only (content
+//! type, namespace, declared length); the body is read by [`CodecRequest::read_payloads`], which the
+//! handlers call after the decision, within the deadline and the shared in-flight budget.
 
 use actix_web::HttpRequest;
 use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderMap};
 use actix_web::web;
-use futures_util::StreamExt;
 
+use super::body::{BodyBudget, InFlight};
 use super::{CodecOp, CodecPath, Namespace, Payloads, ProtocolError};
 
 /// Size limits for one request.
@@ -23,49 +25,51 @@ pub struct ProtocolSettings {
     pub path_prefix: String,
     pub default_namespace: Option<Namespace>,
     pub limits: Limits,
+    /// Body bytes in flight across all connections, and the body deadline.
+    pub body: BodyBudget,
     /// Whose `X-Forwarded-For` is believed for the client address.
     pub trusted_proxies: super::client_addr::TrustedProxies,
 }
 
-/// A codec request after the protocol work: every field is validated and bounded.
+/// A codec request after the header checks: the operation and namespace, body not yet read.
 #[derive(Debug)]
 pub struct CodecRequest {
     pub op: CodecOp,
     pub namespace: Namespace,
-    pub payloads: Payloads,
+    /// `Content-Length`, when the client sent one (already checked against the body limit).
+    declared_length: Option<usize>,
 }
 
 /// The header the Web UI and the CLI always send.
 pub const NAMESPACE_HEADER: &str = "x-namespace";
 
 impl CodecRequest {
-    /// Reads and validates the request. The body is read only after the cheap checks pass.
-    pub async fn read(
+    /// Validates the head of the request; reads nothing of the body.
+    pub fn from_head(
         req: &HttpRequest,
         path: &CodecPath,
-        mut body: web::Payload,
         settings: &ProtocolSettings,
     ) -> Result<CodecRequest, ProtocolError> {
         require_json(req.headers())?;
         let namespace = resolve_namespace(path, req.headers(), settings.default_namespace.as_ref())?;
         let limit = settings.limits.max_body_bytes;
-        if declared_length(req.headers()).is_some_and(|len| len > limit) {
+        let declared_length = declared_length(req.headers());
+        if declared_length.is_some_and(|len| len > limit) {
             return Err(ProtocolError::BodyTooLarge { limit });
         }
-        let mut bytes = web::BytesMut::new();
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|_| ProtocolError::BodyRead)?;
-            if bytes.len() + chunk.len() > limit {
-                return Err(ProtocolError::BodyTooLarge { limit });
-            }
-            bytes.extend_from_slice(&chunk);
-        }
-        let payloads = Payloads::from_json(&bytes)?;
-        let count = payloads.payloads.len();
-        if count > settings.limits.max_payloads {
-            return Err(ProtocolError::TooManyPayloads { count, limit: settings.limits.max_payloads });
-        }
-        Ok(CodecRequest { op: path.op, namespace, payloads })
+        Ok(CodecRequest { op: path.op, namespace, declared_length })
+    }
+
+    /// Reads and parses the body, for an authorized caller only. The returned guard holds the body's
+    /// bytes in the in-flight budget: keep it until the response is built.
+    pub async fn read_payloads(
+        &self,
+        body: web::Payload,
+        settings: &ProtocolSettings,
+    ) -> Result<(Payloads, InFlight), ProtocolError> {
+        let (bytes, in_flight) = settings.body.read(body, self.declared_length).await?;
+        let payloads = Payloads::from_json_bounded(&bytes, settings.limits.max_payloads)?;
+        Ok((payloads, in_flight))
     }
 }
 

@@ -1,18 +1,35 @@
 //! The audit steps the codec handlers share: start an event from the request, record refusals.
 
-use actix_web::HttpRequest;
+use actix_web::{HttpRequest, web};
 
 use crate::audit::{AuditEvent, Outcome};
 use crate::auth::AuthError;
 use crate::error::ApiError;
 use crate::protocol::CodecRequest;
+use crate::protocol::body::InFlight;
 use crate::state::AppState;
 
-/// The event for this request, before the decision.
+/// The event for this request, before the decision. The payload count is 0 until the body is read,
+/// which happens only for authorized callers; a refused request's row says 0.
 pub fn begin_event(req: &HttpRequest, request: &CodecRequest, state: &AppState) -> AuditEvent {
-    let count = request.payloads.payloads.len();
     let proxies = &state.protocol.trusted_proxies;
-    AuditEvent::begin(req, &request.namespace, request.op, count, state.clock.unix_millis(), proxies)
+    AuditEvent::begin(req, &request.namespace, request.op, state.clock.unix_millis(), proxies)
+}
+
+/// Reads the body of an authorized request; a failure to read it is recorded like any other failure.
+pub async fn read_payloads(
+    state: &AppState,
+    event: &mut AuditEvent,
+    request: &CodecRequest,
+    body: web::Payload,
+) -> Result<(Vec<crate::protocol::Payload>, InFlight), ApiError> {
+    match request.read_payloads(body, &state.protocol).await {
+        Ok((payloads, in_flight)) => {
+            event.payload_count(payloads.payloads.len());
+            Ok((payloads.payloads, in_flight))
+        }
+        Err(error) => Err(refused(state, event.clone(), error.into()).await),
+    }
 }
 
 /// Records a denial or a failure and hands the error back. Refusals are never blocked by the audit

@@ -28,10 +28,11 @@ pub async fn dispatch(
     if path.op == CodecOp::Download {
         return Err(ApiError::DownloadUnsupported);
     }
-    let request = CodecRequest::read(&req, &path, body, &state.protocol).await?;
+    // Headers only: the body is read by the handler after it has authorized the caller.
+    let request = CodecRequest::from_head(&req, &path, &state.protocol)?;
     match request.op {
-        CodecOp::Encode => encode::encode(&req, request, &state).await,
-        CodecOp::Decode | CodecOp::Download => decode::decode(&req, request, &state).await,
+        CodecOp::Encode => encode::encode(&req, request, body, &state).await,
+        CodecOp::Decode | CodecOp::Download => decode::decode(&req, request, body, &state).await,
     }
 }
 

@@ -1,8 +1,8 @@
 //! POST …/decode — the Web UI, the CLI and remote-codec workers read payloads through here.
 
-use actix_web::{HttpRequest, HttpResponse};
+use actix_web::{HttpRequest, HttpResponse, web};
 
-use super::audit_trail::{begin_event, refused};
+use super::audit_trail::{begin_event, read_payloads, refused};
 use super::codec::payloads_response;
 use crate::audit::Outcome;
 use crate::auth::Authorization;
@@ -10,8 +10,14 @@ use crate::error::ApiError;
 use crate::protocol::{CodecOp, CodecRequest};
 use crate::state::AppState;
 
-/// Authorize, open our payloads (others pass through), audit, answer in the same order.
-pub async fn decode(req: &HttpRequest, request: CodecRequest, state: &AppState) -> Result<HttpResponse, ApiError> {
+/// Authorize on the headers, read the body, open our payloads (others pass through), audit, answer in
+/// the same order.
+pub async fn decode(
+    req: &HttpRequest,
+    request: CodecRequest,
+    body: web::Payload,
+    state: &AppState,
+) -> Result<HttpResponse, ApiError> {
     let mut event = begin_event(req, &request, state);
     let grant = match state.authorizer.authorize(req.headers(), &request.namespace, CodecOp::Decode).await {
         Ok(Authorization::Granted(grant)) => grant,
@@ -20,16 +26,18 @@ pub async fn decode(req: &HttpRequest, request: CodecRequest, state: &AppState) 
             if let Some(identity) = &identity {
                 event.identity(identity);
             }
-            let reason = if identity.is_some() { "policy" } else { "unauthenticated" };
+            let (payloads, _in_flight) = read_payloads(state, &mut event, &request, body).await?;
+            let reason = if identity.is_some() { "policy" } else { "no-token" };
             event.outcome(Outcome::PassThrough, 200, Some(reason));
             state.audit.record(event).await?;
-            return Ok(payloads_response(request.payloads.payloads));
+            return Ok(payloads_response(payloads));
         }
         Err(error) => return Err(refused(state, event, error.into()).await),
     };
     event.caller(grant.subject());
-    let count = request.payloads.payloads.len();
-    let decoded = match state.codec.decode(&grant, request.payloads.payloads).await {
+    let (payloads, _in_flight) = read_payloads(state, &mut event, &request, body).await?;
+    let count = payloads.len();
+    let decoded = match state.codec.decode(&grant, payloads).await {
         Ok(decoded) => decoded,
         Err(error) => return Err(refused(state, event, error.into()).await),
     };

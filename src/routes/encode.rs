@@ -1,8 +1,8 @@
 //! POST …/encode — workers and the CLI (`workflow start --input … --codec-endpoint`) seal payloads here.
 
-use actix_web::{HttpRequest, HttpResponse};
+use actix_web::{HttpRequest, HttpResponse, web};
 
-use super::audit_trail::{begin_event, refused};
+use super::audit_trail::{begin_event, read_payloads, refused};
 use super::codec::payloads_response;
 use crate::audit::Outcome;
 use crate::auth::{AuthError, Authorization};
@@ -10,8 +10,14 @@ use crate::error::ApiError;
 use crate::protocol::{CodecOp, CodecRequest};
 use crate::state::AppState;
 
-/// Authorize, seal every payload, audit, answer with the sealed payloads in the same order.
-pub async fn encode(req: &HttpRequest, request: CodecRequest, state: &AppState) -> Result<HttpResponse, ApiError> {
+/// Authorize on the headers, read the body, seal every payload, audit, answer with the sealed payloads
+/// in the same order.
+pub async fn encode(
+    req: &HttpRequest,
+    request: CodecRequest,
+    body: web::Payload,
+    state: &AppState,
+) -> Result<HttpResponse, ApiError> {
     let mut event = begin_event(req, &request, state);
     let grant = match state.authorizer.authorize(req.headers(), &request.namespace, CodecOp::Encode).await {
         Ok(Authorization::Granted(grant)) => grant,
@@ -24,8 +30,9 @@ pub async fn encode(req: &HttpRequest, request: CodecRequest, state: &AppState) 
         Err(error) => return Err(refused(state, event, error.into()).await),
     };
     event.caller(grant.subject());
-    let count = request.payloads.payloads.len();
-    let encoded = match state.codec.encode(&grant, request.payloads.payloads).await {
+    let (payloads, _in_flight) = read_payloads(state, &mut event, &request, body).await?;
+    let count = payloads.len();
+    let encoded = match state.codec.encode(&grant, payloads).await {
         Ok(encoded) => encoded,
         Err(error) => return Err(refused(state, event, error.into()).await),
     };

@@ -82,6 +82,14 @@ fn write_auth(state: &AppState, out: &mut Exposition) {
     for (reason, count) in state.authorizer.failures().snapshot() {
         out.sample("codec_auth_failures_total", &[("reason", reason)], count);
     }
+    out.family(
+        "codec_auth_passthrough_total",
+        Kind::Counter,
+        "Decodes answered with the payloads unchanged under on_deny = \"passthrough\", by reason.",
+    );
+    for (reason, count) in state.authorizer.failures().passthroughs() {
+        out.sample("codec_auth_passthrough_total", &[("reason", reason)], count);
+    }
 }
 
 fn write_audit(state: &AppState, out: &mut Exposition) {

@@ -80,7 +80,7 @@ async fn run_session(app: &TestApp) -> Session {
     let (status, echoed) = call(app, "decode", "open-books", "r-passthrough", Some(&bob), body(&sealed)).await;
     assert_eq!((status, codec_server::protocol::Payloads::from_json(&echoed).unwrap().payloads), (200, sealed.clone()));
     assert_eq!(call(app, "encode", "payments", "r-encode-denied", Some(&alice), body(&plain)).await.0, 403);
-    // Malformed before authorization: refused without an audit row (no namespace or caller decided).
+    // Authorized, then a body that does not parse: a failed row (the body is read after the decision).
     assert_eq!(call(app, "decode", "payments", "r-malformed", Some(&alice), "{".into()).await.0, 400);
     Session { tokens: vec![writer, alice, mallory, bob], sealed }
 }
@@ -97,19 +97,21 @@ async fn every_encode_decode_and_denial_writes_exactly_one_row_with_its_fields()
     run_session(&app).await;
     let rows = flushed_rows(&app).await;
     let by_id: HashMap<&str, &AuditEvent> = rows.iter().map(|r| (r.request_id.as_str(), r)).collect();
-    assert_eq!(rows.len(), 7, "one row per decided request, none for the malformed one: {rows:#?}");
-    assert_eq!(by_id.len(), 7, "request ids are unique per row");
+    assert_eq!(rows.len(), 8, "one row per decided request: {rows:#?}");
+    assert_eq!(by_id.len(), 8, "request ids are unique per row");
 
     // (request id, email, operation, outcome, status, reason, payloads, decoded, kek refs)
     type Expected<'a> = (&'a str, Option<&'a str>, &'a str, Outcome, i64, Option<&'a str>, i64, i64, &'a str);
-    let expected: [Expected; 7] = [
+    // A refused request's body is never read, so its payload count is 0.
+    let expected: [Expected; 8] = [
         ("r-encode", Some("writer@example.com"), "encode", Outcome::Success, 200, None, 2, 0, "local://dev"),
         ("r-decode", Some("alice@example.com"), "decode", Outcome::Success, 200, None, 2, 2, "local://dev"),
-        ("r-forbidden", Some("mallory@evil.example"), "decode", Outcome::Denied, 403, Some("policy"), 2, 0, ""),
-        ("r-no-token", None, "decode", Outcome::Denied, 401, Some("missing"), 2, 0, ""),
+        ("r-forbidden", Some("mallory@evil.example"), "decode", Outcome::Denied, 403, Some("policy"), 0, 0, ""),
+        ("r-no-token", None, "decode", Outcome::Denied, 401, Some("missing"), 0, 0, ""),
+        ("r-malformed", Some("alice@example.com"), "decode", Outcome::Failed, 400, Some("malformed-json"), 0, 0, ""),
         ("r-tampered", Some("alice@example.com"), "decode", Outcome::Failed, 400, Some("decode-failed"), 2, 0, ""),
         ("r-passthrough", Some("bob@example.com"), "decode", Outcome::PassThrough, 200, Some("policy"), 2, 0, ""),
-        ("r-encode-denied", Some("alice@example.com"), "encode", Outcome::Denied, 403, Some("policy"), 2, 0, ""),
+        ("r-encode-denied", Some("alice@example.com"), "encode", Outcome::Denied, 403, Some("policy"), 0, 0, ""),
     ];
     let now = codec_server::audit::now_millis();
     for (id, email, op, outcome, status, reason, payloads, decoded, keks) in expected {
@@ -164,7 +166,7 @@ async fn audit_rows_never_hold_tokens_keys_or_payload_bytes() {
     let session = run_session(&app).await;
     let key_file = std::fs::read(app.config.local_key_dir().join("dev.key")).unwrap();
     let rows = flushed_rows(&app).await;
-    assert_eq!(rows.len(), 7);
+    assert_eq!(rows.len(), 8);
     let mut needles = needles(&session);
     needles.push(String::from_utf8_lossy(&key_file).trim().to_owned());
     needles.push(hex::encode(&key_file));

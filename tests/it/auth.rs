@@ -26,6 +26,7 @@ fn rule(pattern: &str, decode: &[&str], encode: &[&str], on_deny: OnDeny) -> Pol
         decode: decode.iter().map(|s| (*s).into()).collect(),
         encode: encode.iter().map(|s| (*s).into()).collect(),
         on_deny,
+        passthrough_without_token: false,
     }
 }
 
@@ -40,7 +41,11 @@ pub fn jwt_config(c: &mut Config, jwks_url: &str) {
             &["writer@example.com"],
             OnDeny::Reject,
         ),
-        rule("open-*", &["alice@example.com"], &["writer@example.com"], OnDeny::Passthrough),
+        PolicyRule {
+            passthrough_without_token: true,
+            ..rule("open-*", &["alice@example.com"], &["writer@example.com"], OnDeny::Passthrough)
+        },
+        rule("lenient-*", &["alice@example.com"], &["writer@example.com"], OnDeny::Passthrough),
     ];
 }
 
@@ -325,6 +330,39 @@ async fn passthrough_namespaces_return_the_payloads_unchanged_but_never_for_enco
     assert_eq!(response.status(), 403, "encode must never echo plaintext");
     let response = call(&app, "/encode", "open-data", &[], &[payload(b"plain")]).await;
     assert_eq!(response.status(), 401);
+}
+
+#[tokio::test]
+async fn passthrough_never_covers_a_token_that_fails_verification() {
+    let jwks = JwksServer::start(&["rsa-1"]);
+    let app = spawn(&jwks).await;
+    let mut expired = claims(Some("stranger@example.com"));
+    expired["exp"] = json!(now() - 3600);
+    let expired = format!("Bearer {}", sign("rsa-1", Algorithm::RS256, Some("rsa-1"), &expired));
+    let forged = format!("Bearer {}", sign("rsa-attacker", Algorithm::RS256, Some("rsa-1"), &claims(Some("a@x.io"))));
+    let stranger = format!("Bearer {}", token("stranger@example.com"));
+    for ns in ["open-data", "lenient-data"] {
+        let sealed = sealed(&app, ns, b"{\"secret\":1}").await;
+        for (what, bearer) in
+            [("expired", &expired), ("bad signature", &forged), ("garbage", &"Bearer a.b.c".to_owned())]
+        {
+            let response = call(&app, "/decode", ns, &[("authorization", bearer)], &sealed).await;
+            assert_eq!(response.status(), 401, "{ns}: {what} token must be 401, not passed through");
+            assert_eq!(error_code(response).await, "unauthenticated");
+        }
+        let response = call(&app, "/decode", ns, &[("authorization", &stranger)], &sealed).await;
+        assert_eq!(response.status(), 200, "{ns}: a verified caller without permission gets the passthrough");
+        assert_eq!(read_payloads(response).await, sealed);
+    }
+    // No token at all: passed through only where the rule opts in.
+    let sealed_lenient = sealed(&app, "lenient-data", b"x").await;
+    assert_eq!(call(&app, "/decode", "lenient-data", &[], &sealed_lenient).await.status(), 401);
+    let sealed_open = sealed(&app, "open-data", b"x").await;
+    assert_eq!(call(&app, "/decode", "open-data", &[], &sealed_open).await.status(), 200);
+
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("codec_auth_passthrough_total{reason=\"policy\"} 2"), "{metrics}");
+    assert!(metrics.contains("codec_auth_passthrough_total{reason=\"no-token\"} 1"), "{metrics}");
 }
 
 #[tokio::test]

@@ -199,6 +199,7 @@ async fn in_a_real_browser_the_web_ui_decodes_from_its_origin_reads_auth_errors_
             decode: vec!["alice@example.com".into()],
             encode: vec!["writer@example.com".into()],
             on_deny: OnDeny::Reject,
+            passthrough_without_token: false,
         }];
         c.cors.allowed_origins = vec![allowed];
         c.cors.allow_credentials = true;

@@ -13,6 +13,7 @@ mod envelope_security;
 mod errors;
 mod helm;
 mod helpers;
+mod hostile;
 mod jws_vectors;
 #[cfg(feature = "aws-kms")]
 mod kms_aws;
@@ -30,3 +31,4 @@ mod protocol;
 mod roundtrip;
 mod support;
 mod temporal_cli;
+mod workloads;

@@ -103,7 +103,7 @@ pub async fn raw_request(
     parse_response(&response)
 }
 
-fn parse_response(bytes: &[u8]) -> RawResponse {
+pub fn parse_response(bytes: &[u8]) -> RawResponse {
     let split = bytes.windows(4).position(|w| w == b"\r\n\r\n").expect("response head");
     let head = std::str::from_utf8(&bytes[..split]).expect("UTF-8 head");
     let rest = &bytes[split + 4..];
