@@ -177,7 +177,7 @@ async fn a_gcp_service_account_is_admitted_by_its_email_and_audit_rows_name_ever
     assert_eq!(call(&app, "decode", "payments", &other, &sealed).await.status(), 403);
 
     let rows = flushed_rows(&app).await;
-    let who: Vec<(Option<&str>, Option<&str>, Option<&str>, &str)> = rows
+    let who: Vec<_> = rows
         .iter()
         .map(|r| (r.issuer.as_deref(), r.subject.as_deref(), r.email.as_deref(), r.outcome.as_str()))
         .collect();
