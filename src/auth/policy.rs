@@ -570,6 +570,23 @@ mod tests {
     }
 
     #[test]
+    fn with_only_workload_issuers_sub_principals_can_match_and_people_principals_cannot() {
+        let p = Policies::compile(&[rule(
+            "*",
+            &["sub:system:serviceaccount:payments:*", "sub@prod:ci-*", "alice@x.io"],
+            &["group:ops"],
+            OnDeny::Reject,
+        )])
+        .unwrap();
+        let err = p.check_matchable(IdentityClaims { email: false, groups: true }).unwrap_err();
+        assert!(err.contains("`alice@x.io` can never match") && err.contains("email_claim"), "{err}");
+        assert!(err.contains("`group:ops` can never match"), "{err}");
+        assert!(!err.contains("sub:") && !err.contains("sub@"), "workload principals match without email: {err}");
+        let workloads_only = Policies::compile(&[rule("*", &["sub:ci-*"], &[], OnDeny::Reject)]).unwrap();
+        assert!(workloads_only.check_matchable(IdentityClaims { email: false, groups: false }).is_ok());
+    }
+
+    #[test]
     fn a_policy_file_naming_a_principal_that_can_never_match_is_refused_at_load_and_on_reload() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p.toml");
