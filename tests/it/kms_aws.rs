@@ -220,12 +220,13 @@ fn a_malformed_key_arn_or_half_of_a_static_credential_is_refused_with_how_to_fix
 async fn a_missing_kek_is_named_in_a_startup_warning_and_the_server_still_starts() {
     use crate::support::server_process::ServerProcess;
 
+    // The local KEK seals (so serving can be checked); the AWS KEK does not exist. Only the missing key
+    // is on the shared moto server, so other tests' use of it cannot change what this one sees.
     let moto = MotoServer::shared();
-    let present = moto.create_key("eu-west-1").await;
     let missing = "arn:aws:kms:eu-west-1:123456789012:key/00000000-0000-4000-8000-00000000dead";
     let keys = format!(
         "[kms.aws]\nendpoint_url = {url:?}\naccess_key_id = \"testing\"\nsecret_access_key = \"testing\"\n\n\
-         [keyrings.main]\nprimary = [\"aws-kms://{present}\"]\ndecrypt_only = [\"aws-kms://{missing}\"]\n\n\
+         [keyrings.main]\nprimary = [\"local://main\"]\ndecrypt_only = [\"aws-kms://{missing}\"]\n\n\
          [[namespaces]]\nmatch = \"*\"\nkeyring = \"main\"\n",
         url = moto.url,
     );
