@@ -43,4 +43,27 @@ if [[ "$passed" -eq 0 ]]; then
     echo "scripts/test.sh: cargo test ran no test (0 passed in total); failing. Log: $log" >&2
     exit 1
 fi
+
+# The worker client packages, against the server binary cargo just built and the real Temporal dev
+# server. Each script ends with "<name>: N passed, N failed" and fails when no test ran.
+export CODEC_SERVER_BIN="${CARGO_TARGET_DIR:-$REPO/target}/debug/codec-server"
+clients_failed=0
+for client in python typescript; do
+    script="$REPO/scripts/test-$client-client.sh"
+    [[ -f "$script" ]] || continue
+    client_log="$log_dir/$client-client.log"
+    set +e
+    bash "$script" 2>&1 | tee "$client_log"
+    client_status=${PIPESTATUS[0]}
+    set -e
+    p="" f=""
+    read -r p f < <(sed -nE "s/^$client(-client)?: ([0-9]+) passed, ([0-9]+) failed.*/\2 \3/p" "$client_log" | tail -n1) || true
+    passed=$((passed + ${p:-0}))
+    failed=$((failed + ${f:-0}))
+    if [[ "$client_status" -ne 0 || -z "${p:-}" || "${p:-0}" -eq 0 ]]; then
+        echo "scripts/test.sh: the $client client tests failed (exit $client_status); log: $client_log" >&2
+        clients_failed=1
+    fi
+done
 echo "tests: $passed passed, $failed failed"
+exit "$clients_failed"

@@ -65,6 +65,20 @@ pub enum Command {
         #[command(subcommand)]
         command: audit::AuditCommand,
     },
+    /// GET a URL (e.g. http://codec-server:8082/readyz) and exit 0 on a 2xx answer: the chart's `helm
+    /// test` pod runs this from the server's own image, so no third-party image is pulled.
+    Probe {
+        url: String,
+        /// Tries before giving up (two seconds apart).
+        #[arg(long, default_value_t = 5)]
+        attempts: u32,
+        /// Seconds allowed for each try.
+        #[arg(long, default_value_t = 10)]
+        timeout: u64,
+        /// With https://, do not verify the certificate (this only proves readiness; nothing secret is sent).
+        #[arg(long)]
+        insecure: bool,
+    },
     /// Write a new local KEK file (`<dir>/<name>.key`, mode 0600). Never overwrites.
     Keygen {
         #[arg(long)]
@@ -106,6 +120,9 @@ impl Cli {
                 Ok(())
             }
             Command::Serve { .. } => serve(self.config.as_deref(), &overrides).await,
+            Command::Probe { url, attempts, timeout, insecure } => {
+                probe(&url, attempts, std::time::Duration::from_secs(timeout), insecure).await
+            }
             Command::Migrate => audit::migrate(&Config::load(self.config.as_deref(), &overrides)?.0).await,
             Command::Audit { command } => {
                 audit::run(&Config::load(self.config.as_deref(), &overrides)?.0, command).await
@@ -141,12 +158,35 @@ async fn serve(file: Option<&std::path::Path>, overrides: &Overrides) -> anyhow:
         );
     }
     let app = Application::build(&config, mode).await?;
+    if let Some(port) = app.admin_port() {
+        tracing::info!(port, "Admin listener (/healthz, /readyz, /metrics) listening.");
+    }
     tracing::info!(listen = %config.server.listen, port = app.port(), "Codec server listening.");
-    // Checked in the background: a KMS that is briefly down must not stop the start (item: a missing
-    // KEK is named at startup, not only in /readyz).
-    let state = app.state();
-    tokio::spawn(async move { state.readiness.check_at_startup().await });
     app.run_until_stopped().await.context("server failed")
+}
+
+/// `probe`: bounded tries; prints the status (and the body, which names no secret) of the last one.
+async fn probe(url: &str, attempts: u32, timeout: std::time::Duration, insecure: bool) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder()
+        .timeout(timeout)
+        .tls_danger_accept_invalid_certs(insecure)
+        .build()
+        .context("HTTP client")?;
+    let mut last = String::from("no attempt made");
+    for attempt in 1..=attempts.max(1) {
+        if attempt > 1 {
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        }
+        match client.get(url).send().await {
+            Ok(response) if response.status().is_success() => {
+                println!("{} {}", response.status(), response.text().await.unwrap_or_default());
+                return Ok(());
+            }
+            Ok(response) => last = format!("{} {}", response.status(), response.text().await.unwrap_or_default()),
+            Err(e) => last = format!("{e:#}"),
+        }
+    }
+    anyhow::bail!("{url}: not ready after {attempts} attempts; last answer: {last}")
 }
 
 /// `encode`/`decode` subcommands: the operator holds the keys, so this is an operator grant.

@@ -60,7 +60,9 @@ impl ApiError {
                 ProtocolError::BodyTooLarge { .. } => (S::PAYLOAD_TOO_LARGE, "body-too-large"),
                 ProtocolError::UnsupportedMediaType => (S::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type"),
                 ProtocolError::MissingNamespace => (S::BAD_REQUEST, "missing-namespace"),
-                ProtocolError::NamespaceMismatch { .. } => (S::BAD_REQUEST, "namespace-mismatch"),
+                ProtocolError::NamespaceMismatch { .. } | ProtocolError::ConflictingNamespaceHeaders => {
+                    (S::BAD_REQUEST, "namespace-mismatch")
+                }
                 ProtocolError::InvalidNamespace => (S::BAD_REQUEST, "invalid-namespace"),
                 ProtocolError::BodyRead => (S::BAD_REQUEST, "body-read-failed"),
                 ProtocolError::TooManyElements { .. } => (S::BAD_REQUEST, "too-many-elements"),

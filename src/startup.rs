@@ -1,5 +1,7 @@
 //! Builds and runs the HTTP server: listener (plain or TLS), middleware (request ids and access log,
-//! metrics, CORS), routes, shared state, and the graceful-shutdown deadline.
+//! metrics, CORS), routes, shared state, and the graceful-shutdown deadline; and, with
+//! `server.admin_listen`, a second plain-HTTP server for probes and Prometheus that keeps answering
+//! (`/readyz`: `shutting-down`) while the main one drains.
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -17,6 +19,7 @@ use crate::state::AppState;
 pub struct Application {
     port: u16,
     server: Server,
+    admin: Option<(u16, Server)>,
     state: web::Data<AppState>,
 }
 
@@ -54,6 +57,7 @@ impl Application {
         let port = listener.local_addr()?.port();
         let cors = config.cors.clone();
         let app_state = state.clone();
+        let separate_admin = config.server.admin_listen.is_some();
         let mut server = HttpServer::new(move || {
             App::new()
                 .wrap(crate::cors::cors_middleware(&cors))
@@ -61,11 +65,17 @@ impl Application {
                 .wrap(actix_web::middleware::from_fn(crate::metrics::middleware))
                 .wrap(actix_web::middleware::from_fn(crate::request_id::middleware))
                 .app_data(app_state.clone())
-                .configure(crate::routes::configure)
+                .configure(if separate_admin { crate::routes::configure_api } else { crate::routes::configure })
         })
-        // On SIGTERM/SIGINT actix stops accepting, lets in-flight requests finish for this long, then
-        // `run_until_stopped` returns (whole seconds: round up so a configured deadline is never cut short).
-        .shutdown_timeout(config.server.shutdown_timeout.as_secs_f64().ceil() as u64);
+        // On SIGTERM/SIGINT: readiness turns `shutting-down`, the server stops accepting and lets in-flight
+        // requests finish for this long, then `run_until_stopped` returns (whole seconds: round up so a
+        // configured deadline is never cut short).
+        .shutdown_signal(shutdown_requested(state.clone()))
+        .shutdown_timeout(config.server.shutdown_timeout.as_secs_f64().ceil() as u64)
+        // Slow or idle clients are cut off; request heads are also bounded by actix (96 headers, 128 KiB).
+        .client_request_timeout(config.server.client_request_timeout)
+        .keep_alive(config.server.keep_alive)
+        .max_connections(config.server.max_connections_per_worker);
         server = match tls {
             Some(tls) => server.listen_rustls_0_23(listener, tls)?,
             None => server.listen(listener)?,
@@ -73,7 +83,16 @@ impl Application {
         if let Some(workers) = config.server.workers {
             server = server.workers(workers);
         }
-        Ok(Application { port, server: server.run(), state })
+        let admin = match config.server.admin_listen {
+            Some(addr) => Some(admin_server(addr, state.clone())?),
+            None => None,
+        };
+        Ok(Application { port, server: server.run(), admin, state })
+    }
+
+    /// The admin listener's port, when `server.admin_listen` is set.
+    pub fn admin_port(&self) -> Option<u16> {
+        self.admin.as_ref().map(|(port, _)| *port)
     }
 
     /// The port actually bound.
@@ -88,11 +107,58 @@ impl Application {
 
     /// Serves until the server is stopped (SIGINT/SIGTERM stop it gracefully).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let refresher = crate::readiness::spawn_refresher(self.state.clone());
+        let admin = self.admin.map(|(_, server)| {
+            let handle = server.handle();
+            (handle, tokio::spawn(server))
+        });
         let served = self.server.await;
-        // In-flight requests are done: write every queued audit event before exiting.
+        refresher.abort();
+        // In-flight requests are done: the admin listener (probes, metrics) goes last.
+        if let Some((handle, task)) = admin {
+            handle.stop(false).await;
+            if let Ok(Err(e)) = task.await {
+                tracing::warn!(error = %e, "The admin listener ended with an error.");
+            }
+        }
+        // Write every queued audit event before exiting.
         self.state.audit.shutdown().await;
         served
     }
+}
+
+/// The plain-HTTP admin server: `/healthz`, `/readyz`, `/metrics` on one worker. It has no signal
+/// handling of its own: `run_until_stopped` stops it after the main server has drained.
+fn admin_server(addr: std::net::SocketAddr, state: web::Data<AppState>) -> anyhow::Result<(u16, Server)> {
+    let listener = TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr} (server.admin_listen)"))?;
+    let port = listener.local_addr()?.port();
+    let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(crate::routes::configure_admin))
+        .workers(1)
+        .disable_signals()
+        .shutdown_timeout(1)
+        .listen(listener)?
+        .run();
+    Ok((port, server))
+}
+
+/// Resolves on the first SIGTERM or SIGINT, after marking the replica as shutting down (the probe then
+/// answers 503 while in-flight requests finish). If the handlers cannot be installed, never resolves:
+/// the process then ends only by SIGKILL, which the log says.
+async fn shutdown_requested(state: web::Data<AppState>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (mut term, mut int) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(term), Ok(int)) => (term, int),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!(error = %e, "Cannot install the SIGTERM/SIGINT handlers; graceful shutdown is off.");
+            return std::future::pending().await;
+        }
+    };
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    state.readiness.begin_shutdown();
+    tracing::info!(signal = name, "Shutting down: no new connections; finishing requests in flight.");
 }
 
 /// Tokens over plain HTTP are readable on the network; an ingress may terminate TLS, so only warn.

@@ -39,7 +39,7 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// HTTP request and TLS reload series for `/metrics` (the other series are read from their modules).
     pub metrics: Arc<crate::metrics::Metrics>,
-    /// `/readyz` checks: `config` and `kms:<provider>` for every backend in use.
+    /// `/readyz`: this replica's own state; dependency checks `kms:<provider>` and `audit` for the verbose view.
     pub readiness: crate::readiness::Readiness,
 }
 
@@ -73,6 +73,7 @@ impl AppState {
                 max_age: encrypt.max_age,
                 max_payloads: encrypt.max_payloads,
                 max_bytes: encrypt.max_bytes,
+                renew_before: encrypt.renew_before,
             },
             clock.clone(),
         );

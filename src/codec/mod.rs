@@ -10,6 +10,7 @@ pub mod compression;
 pub mod envelope;
 pub mod kdf;
 pub mod legacy;
+pub mod proxy;
 pub mod random;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -85,6 +86,8 @@ pub enum PayloadFailure {
     Unavailable { retry_after: Duration },
     #[error("the request's budget of KMS unwraps is spent")]
     UnwrapBudgetSpent,
+    #[error("Temporal Proxy payload: {0}")]
+    Proxy(#[from] proxy::ProxyFormatError),
 }
 
 /// The result of an encode.
@@ -230,8 +233,11 @@ impl Codec {
         let mut unavailable = None;
         let mut decoded = 0;
         let mut kek_refs = BTreeSet::new();
-        let mut budget =
-            RequestBudget { decompressed: self.max_decompressed_bytes, unwraps: self.max_unwraps_per_request };
+        let mut budget = RequestBudget {
+            decompressed: self.max_decompressed_bytes,
+            unwraps: self.max_unwraps_per_request,
+            attempted: Vec::new(),
+        };
         for (index, payload) in payloads.into_iter().enumerate() {
             match self.decode_one(namespace, &keys, &payload, &mut kek_refs, &mut budget).await {
                 Ok(Some(opened)) => {
@@ -280,6 +286,9 @@ impl Codec {
             Some(ENVELOPE_ENCODING) => {
                 self.open_envelope(namespace, keys, &payload.data, kek_refs, budget).await.map(Some)
             }
+            Some(legacy::LEGACY_ENCODING) if proxy::is_proxy_payload(payload) => {
+                self.open_proxy_payload(namespace, keys, payload, kek_refs, budget).await
+            }
             Some(legacy::LEGACY_ENCODING) => Ok(self.legacy.decode(payload, namespace, &mut budget.decompressed)?),
             _ => Ok(None),
         }
@@ -304,10 +313,7 @@ impl Codec {
             // Only KEKs of this namespace's keyring: the payload cannot choose the key.
             let Some(kek) = keys.keyring.kek_for(edk) else { continue };
             let key = cache_key(envelope.suite, edk, &ctx);
-            // Each miss is a KMS call: one request gets a bounded number of them.
-            if !self.decrypt_cache.contains(namespace, &key) {
-                budget.unwraps = budget.unwraps.checked_sub(1).ok_or(PayloadFailure::UnwrapBudgetSpent)?;
-            }
+            self.charge_unwrap(namespace, key, budget)?;
             // The wrapped bytes are copied only on a cache miss, when the KMS call really happens.
             let unwrap = async { kek.backend.unwrap(&kek.uri, &WrappedKey(edk.wrapped.clone()), &ctx).await };
             let unwrapped = self.decrypt_cache.get_or_unwrap(namespace, key, unwrap);
@@ -339,12 +345,63 @@ impl Codec {
     }
 }
 
+impl Codec {
+    /// Each distinct data key missing from the cache may cost a KMS call: one request gets a bounded
+    /// number of them (a key tried before in this request is answered by the caches).
+    fn charge_unwrap(
+        &self,
+        namespace: &Namespace,
+        key: crate::kms::decrypt_cache::CacheKey,
+        budget: &mut RequestBudget,
+    ) -> Result<(), PayloadFailure> {
+        if !budget.attempted.contains(&key) && !self.decrypt_cache.contains(namespace, &key) {
+            budget.unwraps = budget.unwraps.checked_sub(1).ok_or(PayloadFailure::UnwrapBudgetSpent)?;
+            budget.attempted.push(key);
+        }
+        Ok(())
+    }
+
+    /// A Temporal Proxy payload: only with a decrypt-only KEK of this namespace's keyring spelled as the
+    /// proxy spells it; any other key id comes back unchanged without a KMS call (see `proxy`).
+    async fn open_proxy_payload(
+        &self,
+        namespace: &Namespace,
+        keys: &NamespaceKeys,
+        payload: &Payload,
+        kek_refs: &mut BTreeSet<String>,
+        budget: &mut RequestBudget,
+    ) -> Result<Option<Payload>, PayloadFailure> {
+        let key_id = payload.metadata_str(KEY_ID_METADATA).unwrap_or_default();
+        let Some(kek) = keys.keyring.proxy_kek(key_id) else { return Ok(None) };
+        let edk = envelope::Edk {
+            provider: kek.uri.provider(),
+            kek_ref: key_id.to_owned(),
+            wrapped: proxy::wrapped_dek(payload)?,
+        };
+        // The proxy binds no context at the KMS; the unbound context keeps these keys apart in the cache.
+        let ctx = KmsContext::unbound(namespace);
+        let key = cache_key(proxy::CACHE_SUITE, &edk, &ctx);
+        self.charge_unwrap(namespace, key, budget)?;
+        let unwrap = async { kek.backend.unwrap(&kek.uri, &WrappedKey(edk.wrapped.clone()), &ctx).await };
+        let dek = match self.decrypt_cache.get_or_unwrap(namespace, key, unwrap).await {
+            Ok(dek) => dek,
+            Err(e) if e.is_unavailable() => return Err(PayloadFailure::Unavailable { retry_after: retry_after(&e) }),
+            Err(e) => return Err(PayloadFailure::Kms(e)),
+        };
+        let inner = Payload::decode_bounded(&proxy::open(&dek, &payload.data)?)?;
+        kek_refs.insert(key_id.to_owned());
+        Ok(Some(inner))
+    }
+}
+
 /// What one decode request may still spend.
 struct RequestBudget {
     /// Decompressed bytes (zstd envelopes and legacy layers).
     decompressed: usize,
-    /// KMS unwraps (decrypt-cache misses).
+    /// KMS unwraps (decrypt-cache misses of distinct data keys).
     unwraps: usize,
+    /// Data keys already charged in this request (at most the unwrap budget, so a short list).
+    attempted: Vec<crate::kms::decrypt_cache::CacheKey>,
 }
 
 /// Envelopes at least this large are opened on the blocking thread pool: AES over megabytes and zstd

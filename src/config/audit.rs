@@ -15,6 +15,10 @@ pub struct AuditConfig {
     /// `sqlite://PATH` or `postgres://…` (a secret: it may hold a password; `CODEC_AUDIT__DATABASE_URL_FILE`
     /// reads it from a file). Default: `sqlite://<data_dir>/audit.db`.
     pub database_url: Option<Secret>,
+    /// PostgreSQL only: a PEM file of the CA(s) that signed the database's certificate (RDS, Cloud SQL or a
+    /// private CA), trusted in addition to the bundled public roots. The URL gets
+    /// `sslrootcert=<file>`, and `sslmode=verify-full` unless it names an `sslmode` itself.
+    pub database_ca_file: Option<std::path::PathBuf>,
     /// What a decode does when its event cannot be queued or persisted.
     pub on_failure: AuditFailureMode,
     /// Events waiting for the writer at most; beyond this, fail-closed answers 503 and fail-open drops.
@@ -52,6 +56,7 @@ impl Default for AuditConfig {
         AuditConfig {
             enabled: true,
             database_url: None,
+            database_ca_file: None,
             on_failure: AuditFailureMode::FailClosed,
             queue_capacity: 10_000,
             batch_size: 500,
@@ -77,8 +82,20 @@ impl AuditConfig {
         if self.write_timeout.is_zero() || self.flush_interval.is_zero() {
             anyhow::bail!("audit.write_timeout and audit.flush_interval must be greater than zero");
         }
+        if let Some(ca) = &self.database_ca_file {
+            let text = ca.to_string_lossy();
+            let plain = !text.is_empty() && text.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-".contains(&b));
+            if !plain {
+                anyhow::bail!(
+                    "audit.database_ca_file `{text}` must be a path of letters, digits and / . _ - (it is passed in the database URL)"
+                );
+            }
+        }
         if let Some(url) = &self.database_url {
             let url = url.expose();
+            if self.database_ca_file.is_some() && url.starts_with("sqlite:") {
+                anyhow::bail!("audit.database_ca_file is for PostgreSQL; the SQLite audit database has no TLS");
+            }
             if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
                 anyhow::bail!(
                     "audit.database_url must start with sqlite:// (a file) or postgres:// (e.g. postgres://user@host/db)"
@@ -86,5 +103,48 @@ impl AuditConfig {
             }
         }
         Ok(())
+    }
+}
+
+/// `url` with `sslrootcert=<ca_file>` (and `sslmode=verify-full` when it names no sslmode) appended, for
+/// a PostgreSQL URL; any other URL, or no CA file, unchanged.
+pub fn with_ca_file(url: &str, ca_file: Option<&std::path::Path>) -> String {
+    let Some(ca) = ca_file else { return url.to_owned() };
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return url.to_owned();
+    }
+    let query = url.split_once('?').map(|(_, q)| q).unwrap_or_default();
+    let has = |key: &str| query.split('&').any(|pair| pair.split('=').next() == Some(key));
+    let mut out = url.to_owned();
+    let mut push = |pair: String| {
+        out.push(if out.contains('?') { '&' } else { '?' });
+        out.push_str(&pair);
+    };
+    if !has("sslmode") && !has("ssl-mode") {
+        push("sslmode=verify-full".to_owned());
+    }
+    push(format!("sslrootcert={}", ca.display()));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::with_ca_file;
+
+    #[test]
+    fn a_ca_file_is_added_to_postgres_urls_with_verify_full_unless_a_mode_is_named() {
+        let ca = Some(Path::new("/run/ca/ca.crt"));
+        assert_eq!(
+            with_ca_file("postgres://u@h/db", ca),
+            "postgres://u@h/db?sslmode=verify-full&sslrootcert=/run/ca/ca.crt"
+        );
+        assert_eq!(
+            with_ca_file("postgres://u@h/db?sslmode=verify-ca", ca),
+            "postgres://u@h/db?sslmode=verify-ca&sslrootcert=/run/ca/ca.crt"
+        );
+        assert_eq!(with_ca_file("sqlite:///x/audit.db", ca), "sqlite:///x/audit.db");
+        assert_eq!(with_ca_file("postgres://u@h/db", None), "postgres://u@h/db");
     }
 }

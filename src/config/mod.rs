@@ -54,6 +54,10 @@ pub struct Config {
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
+    /// A second, plain-HTTP listener for `/healthz`, `/readyz` and `/metrics` (probes and Prometheus),
+    /// e.g. `0.0.0.0:8082`. When set, `listen` serves the codec routes and `/healthz` only, so an
+    /// ingress in front of it never publishes metrics or readiness. Unset: everything on `listen`.
+    pub admin_listen: Option<SocketAddr>,
     /// Optional exact path prefix in front of every codec route, e.g. `/codec`. Empty (the default): any
     /// prefix is accepted by suffix routing (see `protocol::route`).
     pub path_prefix: String,
@@ -67,6 +71,15 @@ pub struct ServerConfig {
     /// Deadline for receiving one request's whole body once the caller is authorized (408 after it).
     #[serde(with = "humantime_serde")]
     pub body_read_timeout: Duration,
+    /// Deadline for receiving a request's head (method, path, headers) after the connection opens or the
+    /// previous response; slowloris clients are cut off after it.
+    #[serde(with = "humantime_serde")]
+    pub client_request_timeout: Duration,
+    /// How long an idle keep-alive connection stays open.
+    #[serde(with = "humantime_serde")]
+    pub keep_alive: Duration,
+    /// Open connections per worker thread at most; past it, new connections wait in the accept backlog.
+    pub max_connections_per_worker: usize,
     /// Bound on all decompression in one decode request (zstd envelopes, legacy zlib/gzip/snappy layers).
     pub max_decompressed_bytes: usize,
     /// HTTP worker threads; default: one per core.
@@ -150,6 +163,10 @@ pub struct EncryptCacheConfig {
     pub max_age: Duration,
     pub max_payloads: u64,
     pub max_bytes: u64,
+    /// Make the next data key in the background this long before `max_age` (or at 80 % of
+    /// `max_payloads` / `max_bytes`), so no encode waits on the KMS; "0s" only at the limits.
+    #[serde(with = "humantime_serde")]
+    pub renew_before: Duration,
 }
 
 /// Decode DEK cache.
@@ -267,12 +284,16 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             listen: DEFAULT_LISTEN.parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8081))),
+            admin_listen: None,
             path_prefix: String::new(),
             default_namespace: None,
             max_body_bytes: 16 << 20,
             max_payloads: 1000,
             max_inflight_body_bytes: 128 << 20,
             body_read_timeout: Duration::from_secs(30),
+            client_request_timeout: Duration::from_secs(5),
+            keep_alive: Duration::from_secs(5),
+            max_connections_per_worker: 25_000,
             max_decompressed_bytes: 64 << 20,
             workers: None,
             trusted_proxies: Vec::new(),
@@ -296,7 +317,12 @@ impl Default for CorsConfig {
 impl Default for EncryptCacheConfig {
     fn default() -> Self {
         let limits = crate::kms::encrypt_cache::EncryptLimits::default();
-        EncryptCacheConfig { max_age: limits.max_age, max_payloads: limits.max_payloads, max_bytes: limits.max_bytes }
+        EncryptCacheConfig {
+            max_age: limits.max_age,
+            max_payloads: limits.max_payloads,
+            max_bytes: limits.max_bytes,
+            renew_before: limits.renew_before,
+        }
     }
 }
 
@@ -421,6 +447,9 @@ impl Config {
                 s.max_body_bytes
             );
         }
+        if s.client_request_timeout.is_zero() || s.max_connections_per_worker == 0 {
+            bail!("server.client_request_timeout and server.max_connections_per_worker must be greater than zero");
+        }
         if s.body_read_timeout.is_zero() {
             bail!("server.body_read_timeout must be greater than zero, e.g. \"30s\"");
         }
@@ -431,6 +460,12 @@ impl Config {
         }
         if !s.path_prefix.is_empty() && !s.path_prefix.starts_with('/') {
             bail!("server.path_prefix must start with '/', e.g. \"/codec\"");
+        }
+        if let Some(admin) = s.admin_listen
+            && admin.port() != 0
+            && admin.port() == s.listen.port()
+        {
+            bail!("server.admin_listen ({admin}) must use another port than server.listen ({}), e.g. 8082", s.listen);
         }
         if let Some(tls) = &s.tls
             && tls.reload_interval.is_zero()
@@ -445,6 +480,13 @@ impl Config {
         let e = &self.cache.encrypt;
         if self.cache.decrypt.max_unwraps_per_request == 0 {
             bail!("cache.decrypt.max_unwraps_per_request must be at least 1 (default 32)");
+        }
+        if e.renew_before >= e.max_age {
+            bail!(
+                "cache.encrypt.renew_before ({:?}) must be shorter than cache.encrypt.max_age ({:?})",
+                e.renew_before,
+                e.max_age
+            );
         }
         if e.max_payloads == 0 || e.max_age.is_zero() {
             bail!("cache.encrypt.max_payloads and cache.encrypt.max_age must be greater than zero");
@@ -487,6 +529,11 @@ impl Config {
             for uri in ring.primary.iter().chain(&ring.decrypt_only) {
                 let kek = KekUri::parse(uri).with_context(|| format!("keyrings.{name}"))?;
                 self.validate_kek(name, &kek)?;
+            }
+            if let Some(proxy) = ring.primary.iter().find(|uri| KekUri::parse(uri).is_ok_and(|k| k.is_proxy())) {
+                bail!(
+                    "keyrings.{name}.primary: `{proxy}` is written as Temporal Proxy writes KEKs; such a KEK only opens the proxy's payloads, so list it under decrypt_only (and name the KEK for new data keys as aws-kms://… or gcp-kms://…)"
+                );
             }
         }
         self.validate_cloud_kms()?;
@@ -569,6 +616,12 @@ impl Config {
                 bail!("[{section}]: call_timeout must be greater than zero and max_retries at most 5");
             }
         }
+        let gcp = &self.kms.gcp;
+        if gcp.anonymous && !gcp.endpoint.as_deref().is_some_and(endpoints::is_loopback_url) {
+            bail!(
+                "[kms.gcp]: anonymous = true sends requests without credentials and is only for a test fake; it needs a loopback endpoint such as endpoint = \"http://127.0.0.1:PORT\""
+            );
+        }
         let plaintext = if self.kms.insecure_allow_plaintext_http {
             endpoints::PlaintextHttp::AllowedByOptOut
         } else {
@@ -584,19 +637,13 @@ impl Config {
                 endpoints::check_endpoint(setting, url, plaintext)?;
             }
         }
-        let gcp = &self.kms.gcp;
-        if gcp.anonymous && !gcp.endpoint.as_deref().is_some_and(endpoints::is_loopback_url) {
-            bail!(
-                "[kms.gcp]: anonymous = true sends requests without credentials and is only for a test fake; it needs a loopback endpoint such as endpoint = \"http://127.0.0.1:PORT\""
-            );
-        }
         Ok(())
     }
 
     /// The audit database URL: the configured one, or the SQLite file in the data directory.
     pub fn audit_database_url(&self) -> String {
         match &self.audit.database_url {
-            Some(url) => url.expose().to_owned(),
+            Some(url) => with_ca_file(url.expose(), self.audit.database_ca_file.as_deref()),
             None => format!("sqlite://{}", self.data_dir.join("audit.db").display()),
         }
     }
@@ -677,6 +724,67 @@ mod tests {
         let mut c = Config::dev();
         c.keyrings.get_mut("dev").unwrap().primary = vec!["s3://x".into()];
         assert!(format!("{:#}", c.validate().unwrap_err()).contains("invalid KEK URI"));
+    }
+
+    fn jwt_with(issuers: Vec<IssuerConfig>, principal: &str) -> Config {
+        let mut c = Config::dev();
+        c.auth.mode = Some(AuthModeConfig::Jwt);
+        c.auth.issuers = issuers;
+        c.auth.policies = vec![crate::auth::policy::PolicyRule {
+            pattern: "*".into(),
+            decode: vec![principal.into()],
+            encode: vec![],
+            on_deny: Default::default(),
+            passthrough_without_token: false,
+        }];
+        c
+    }
+
+    fn cluster(name: Option<&str>, jwks_url: &str) -> IssuerConfig {
+        IssuerConfig {
+            name: name.map(str::to_owned),
+            issuer: "https://oidc.example/".into(),
+            audiences: vec!["codec".into()],
+            jwks_url: Some(jwks_url.into()),
+            email_claim: "none".into(),
+            ..IssuerConfig::default()
+        }
+    }
+
+    #[test]
+    fn issuer_scoped_subjects_must_name_a_configured_issuer() {
+        let ok =
+            jwt_with(vec![cluster(Some("prod"), "https://oidc.example/keys")], "sub@prod:system:serviceaccount:a:*");
+        ok.validate().unwrap();
+        assert_eq!(ok.auth.issuers[0].email_claim(), None, "email_claim = \"none\" turns emails off");
+        let err =
+            jwt_with(vec![cluster(Some("prod"), "https://oidc.example/keys")], "sub@staging:x").validate().unwrap_err();
+        assert!(err.to_string().contains("sub@staging:") && err.to_string().contains("name = \"staging\""), "{err}");
+        let twice = jwt_with(
+            vec![cluster(Some("prod"), "https://a.example/keys"), cluster(Some("prod"), "https://b.example/keys")],
+            "sub:x",
+        );
+        assert!(twice.validate().unwrap_err().to_string().contains("used twice"));
+        let bad_name = jwt_with(vec![cluster(Some("pr od"), "https://a.example/keys")], "sub:x");
+        assert!(format!("{:#}", bad_name.validate().unwrap_err()).contains("`name`"));
+    }
+
+    #[test]
+    fn plain_http_endpoints_are_refused_unless_on_loopback() {
+        for url in ["http://localhost.attacker.example/jwks.json", "http://127.0.0.1.nip.io/jwks.json"] {
+            let c = jwt_with(vec![cluster(None, url)], "sub:x");
+            assert!(format!("{:#}", c.validate().unwrap_err()).contains("plain http"), "{url}");
+        }
+        jwt_with(vec![cluster(None, "http://127.0.0.1:9/jwks.json")], "sub:x").validate().unwrap();
+        let mut c = Config::dev();
+        c.kms.aws.endpoint_url = Some("http://kms.internal:4566".into());
+        let err = format!("{:#}", c.validate().unwrap_err());
+        assert!(err.contains("kms.aws.endpoint_url") && err.contains("insecure_allow_plaintext_http"), "{err}");
+        c.kms.insecure_allow_plaintext_http = true;
+        c.validate().unwrap();
+        c.kms.gcp.endpoint = Some("http://127.0.0.1.nip.io".into());
+        c.kms.gcp.anonymous = true;
+        assert!(c.validate().unwrap_err().to_string().contains("anonymous"), "anonymous needs a loopback host");
     }
 
     #[test]

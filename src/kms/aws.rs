@@ -251,7 +251,7 @@ impl KmsBackend for AwsBackend {
             .decrypt()
             .key_id(arn.as_ref())
             .ciphertext_blob(Blob::new(wrapped.0.clone()))
-            .set_encryption_context(Some(encryption_context(ctx)))
+            .set_encryption_context(ctx.is_bound().then(|| encryption_context(ctx)))
             .send()
             .await
             .map_err(|e| map_error(kek, "Decrypt", e))?;

@@ -152,7 +152,8 @@ impl KmsBackend for GcpBackend {
     }
 
     async fn unwrap(&self, kek: &KekUri, wrapped: &WrappedKey, ctx: &KmsContext) -> Result<DataKey, KmsError> {
-        let aad = ctx.canonical_json().into_bytes();
+        // Temporal Proxy's data keys carry no AAD (an empty AAD is none, for Cloud KMS).
+        let aad = if ctx.is_bound() { ctx.canonical_json().into_bytes() } else { Vec::new() };
         let response = self
             .client
             .decrypt()

@@ -50,6 +50,11 @@ impl fmt::Display for Provider {
 pub struct KekUri {
     provider: Provider,
     uri: String,
+    /// The key's name at the provider (an ARN, a GCP key name, …).
+    key: String,
+    /// Written the way Temporal Proxy writes `encryption-key-id` (`awskms://`, `gcpkms://`): such a KEK
+    /// only opens the proxy's payloads, never wraps ours.
+    proxy: bool,
 }
 
 /// A KEK URI that cannot be used.
@@ -65,6 +70,9 @@ impl KekUri {
     pub fn parse(uri: &str) -> Result<KekUri, KekUriError> {
         let err = |reason| KekUriError { uri: uri.to_owned(), reason };
         let (scheme, rest) = uri.split_once("://").ok_or_else(|| err("expected <provider>://<key>"))?;
+        if let Some(proxy) = Self::parse_proxy(uri, scheme, rest)? {
+            return Ok(proxy);
+        }
         let provider = match scheme {
             "local" => Provider::Local,
             "aws-kms" => Provider::AwsKms,
@@ -83,7 +91,37 @@ impl KekUri {
         {
             return Err(err("local key names use only letters, digits, '-', '_' and '.'"));
         }
-        Ok(KekUri { provider, uri: uri.to_owned() })
+        Ok(KekUri { provider, uri: uri.to_owned(), key: rest.to_owned(), proxy: false })
+    }
+
+    /// Temporal Proxy's KEK URIs (Go CDK secrets URLs): `awskms:///<key or alias ARN>?region=<r>` and
+    /// `gcpkms://projects/…/cryptoKeys/<k>`. The key id is the host and path, as Go CDK reads it.
+    fn parse_proxy(uri: &str, scheme: &str, rest: &str) -> Result<Option<KekUri>, KekUriError> {
+        let err = |reason| KekUriError { uri: uri.to_owned(), reason };
+        let provider = match scheme {
+            "awskms" => Provider::AwsKms,
+            "gcpkms" => Provider::GcpKms,
+            "azurekeyvault" => return Err(err("Azure Key Vault KEKs are not supported yet")),
+            _ => return Ok(None),
+        };
+        let key = rest.split('?').next().unwrap_or_default().trim_start_matches('/');
+        if key.is_empty() || uri.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(err("key part is empty or contains whitespace"));
+        }
+        if uri.len() > crate::codec::envelope::MAX_KEK_REF_LEN {
+            return Err(err("longer than 512 bytes"));
+        }
+        if provider == Provider::AwsKms && !key.starts_with("arn:") {
+            return Err(err(
+                "a Temporal Proxy awskms:// KEK must name a key or alias ARN, e.g. awskms:///arn:aws:kms:<region>:<account>:key/<id>",
+            ));
+        }
+        Ok(Some(KekUri { provider, uri: uri.to_owned(), key: key.to_owned(), proxy: true }))
+    }
+
+    /// Whether this KEK is written as Temporal Proxy writes it (it then only opens proxy payloads).
+    pub fn is_proxy(&self) -> bool {
+        self.proxy
     }
 
     /// The provider.
@@ -98,7 +136,7 @@ impl KekUri {
 
     /// The part after `scheme://`.
     pub fn key_part(&self) -> &str {
-        self.uri.split_once("://").map(|(_, rest)| rest).unwrap_or_default()
+        &self.key
     }
 }
 
@@ -123,6 +161,23 @@ mod tests {
             let kek = KekUri::parse(uri).unwrap();
             assert_eq!((kek.provider(), kek.as_str()), (p, uri));
         }
+    }
+
+    #[test]
+    fn reads_temporal_proxy_uris_as_decrypt_only_aliases() {
+        let aws = KekUri::parse("awskms:///arn:aws:kms:us-east-1:123456789012:key/abcd?region=us-east-1").unwrap();
+        assert_eq!(
+            (aws.provider(), aws.key_part(), aws.is_proxy()),
+            (Provider::AwsKms, "arn:aws:kms:us-east-1:123456789012:key/abcd", true)
+        );
+        let gcp = KekUri::parse("gcpkms://projects/p/locations/l/keyRings/r/cryptoKeys/k").unwrap();
+        assert_eq!(
+            (gcp.provider(), gcp.key_part()),
+            (Provider::GcpKms, "projects/p/locations/l/keyRings/r/cryptoKeys/k")
+        );
+        assert!(KekUri::parse("awskms://alias/Example?region=us-east-1").is_err(), "an alias name has no account");
+        assert!(KekUri::parse("azurekeyvault://v.vault.azure.net/keys/k").is_err());
+        assert!(!KekUri::parse("aws-kms://arn:aws:kms:eu-west-1:1:key/x").unwrap().is_proxy());
     }
 
     #[test]

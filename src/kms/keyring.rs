@@ -31,7 +31,12 @@ impl Keyring {
         self.primary
             .iter()
             .chain(&self.decrypt_only)
-            .find(|k| k.uri.provider() == edk.provider && k.uri.as_str() == edk.kek_ref)
+            .find(|k| !k.uri.is_proxy() && k.uri.provider() == edk.provider && k.uri.as_str() == edk.kek_ref)
+    }
+
+    /// The decrypt-only KEK written exactly as Temporal Proxy wrote `key_id`, if this keyring has one.
+    pub fn proxy_kek(&self, key_id: &str) -> Option<&Kek> {
+        self.decrypt_only.iter().find(|k| k.uri.is_proxy() && k.uri.as_str() == key_id)
     }
 
     /// Makes a new DEK wrapped by every primary KEK (the first generates it, the others wrap it).

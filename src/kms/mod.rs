@@ -38,12 +38,25 @@ pub struct WrappedKey(pub Vec<u8>);
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct KmsContext {
     namespace: Namespace,
+    /// False only to unwrap a data key that Temporal Proxy wrapped: it binds no context at the KMS.
+    bound: bool,
 }
 
 impl KmsContext {
     /// The context for a namespace.
     pub fn for_namespace(namespace: &Namespace) -> KmsContext {
-        KmsContext { namespace: namespace.clone() }
+        KmsContext { namespace: namespace.clone(), bound: true }
+    }
+
+    /// No KMS-side binding, for unwrapping Temporal Proxy's data keys (it wraps them with no
+    /// encryption context or AAD). The namespace is kept for the caches and logs only.
+    pub fn unbound(namespace: &Namespace) -> KmsContext {
+        KmsContext { namespace: namespace.clone(), bound: false }
+    }
+
+    /// Whether the KMS call carries the namespace binding.
+    pub fn is_bound(&self) -> bool {
+        self.bound
     }
 
     /// The namespace it binds.
@@ -55,7 +68,9 @@ impl KmsContext {
     /// as Vault's associated data.
     pub fn canonical_json(&self) -> String {
         // A BTreeMap serializes with sorted keys; serde_json escapes the (already validated) name.
-        let map = std::collections::BTreeMap::from([("codec", "tce-v1"), ("namespace", self.namespace.as_str())]);
+        // Unbound contexts never reach a KMS as AAD; the marker keeps their cache keys apart.
+        let codec = if self.bound { "tce-v1" } else { "temporal-proxy" };
+        let map = std::collections::BTreeMap::from([("codec", codec), ("namespace", self.namespace.as_str())]);
         serde_json::to_string(&map).unwrap_or_default()
     }
 }

@@ -36,6 +36,8 @@ pub enum ProtocolError {
     MissingNamespace,
     #[error("namespace in the path ({path}) differs from the X-Namespace header ({header})")]
     NamespaceMismatch { path: String, header: String },
+    #[error("the request carries two different X-Namespace headers")]
+    ConflictingNamespaceHeaders,
     #[error("invalid namespace name")]
     InvalidNamespace,
     #[error("request body could not be read")]

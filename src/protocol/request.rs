@@ -91,7 +91,15 @@ pub fn resolve_namespace(
     headers: &HeaderMap,
     default: Option<&Namespace>,
 ) -> Result<Namespace, ProtocolError> {
-    let header = match headers.get(NAMESPACE_HEADER) {
+    // Two X-Namespace headers (an ingress that appends one) are ambiguous: refuse rather than pick.
+    let mut values = headers.get_all(NAMESPACE_HEADER);
+    let first = values.next();
+    if let (Some(a), Some(b)) = (first, values.next())
+        && a != b
+    {
+        return Err(ProtocolError::ConflictingNamespaceHeaders);
+    }
+    let header = match first {
         Some(value) => {
             let text = value.to_str().map_err(|_| ProtocolError::InvalidNamespace)?;
             Some(Namespace::parse(text).ok_or(ProtocolError::InvalidNamespace)?)
@@ -140,6 +148,12 @@ mod tests {
         assert!(matches!(got(None, None, None), Err(ProtocolError::MissingNamespace)));
         assert!(matches!(got(Some("a%2Fb"), None, None), Err(ProtocolError::InvalidNamespace)));
         assert!(matches!(got(None, Some(".."), None), Err(ProtocolError::InvalidNamespace)));
+        let mut two = headers(Some("beta"));
+        two.append(HeaderName::from_static(NAMESPACE_HEADER), HeaderValue::from_static("alpha"));
+        assert!(matches!(resolve_namespace(&path(None), &two, None), Err(ProtocolError::ConflictingNamespaceHeaders)));
+        let mut same = headers(Some("beta"));
+        same.append(HeaderName::from_static(NAMESPACE_HEADER), HeaderValue::from_static("beta"));
+        assert_eq!(resolve_namespace(&path(None), &same, None).unwrap().to_string(), "beta");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 use actix_web::{HttpResponse, web};
 
+use crate::kms::encrypt_cache::RotationReason;
 use crate::kms::instrumented::KmsOp;
 use crate::metrics::{CONTENT_TYPE, Exposition, Kind};
 use crate::state::AppState;
@@ -23,7 +24,9 @@ pub fn render(state: &AppState) -> String {
     write_kms(state, &mut out);
     write_caches(state, &mut out);
     write_auth(state, &mut out);
+    write_bodies(state, &mut out);
     write_audit(state, &mut out);
+    write_readiness(state, &mut out);
     out.finish()
 }
 
@@ -75,6 +78,28 @@ fn write_caches(state: &AppState, out: &mut Exposition) {
     )
     .sample("codec_dek_cache_misses_total", &[("cache", "encrypt")], encrypt.keys_created())
     .sample("codec_dek_cache_misses_total", &[("cache", "decrypt")], decrypt.misses());
+    out.family(
+        "codec_dek_rotations_total",
+        Kind::Counter,
+        "Encrypt data keys made, by reason (scheduled: in the background ahead of the limits; on-demand: a request waited).",
+    );
+    for reason in [RotationReason::Scheduled, RotationReason::OnDemand] {
+        out.sample("codec_dek_rotations_total", &[("reason", reason.as_str())], encrypt.rotations(reason));
+    }
+    out.family(
+        "codec_dek_rotation_failures_total",
+        Kind::Counter,
+        "Background data-key renewals that failed (the current key kept serving).",
+    )
+    .sample("codec_dek_rotation_failures_total", &[], encrypt.failed_renewals());
+    if let Some(since) = encrypt.since_last_rotation() {
+        out.family(
+            "codec_dek_seconds_since_last_rotation",
+            Kind::Gauge,
+            "Seconds since an encrypt data key was last made.",
+        )
+        .sample("codec_dek_seconds_since_last_rotation", &[], since.as_secs_f64());
+    }
 }
 
 fn write_auth(state: &AppState, out: &mut Exposition) {
@@ -90,6 +115,21 @@ fn write_auth(state: &AppState, out: &mut Exposition) {
     for (reason, count) in state.authorizer.failures().passthroughs() {
         out.sample("codec_auth_passthrough_total", &[("reason", reason)], count);
     }
+}
+
+fn write_bodies(state: &AppState, out: &mut Exposition) {
+    let body = &state.protocol.body;
+    out.family("codec_inflight_body_bytes", Kind::Gauge, "Request body bytes held now, across all requests.").sample(
+        "codec_inflight_body_bytes",
+        &[],
+        body.in_use() as u64,
+    );
+    out.family(
+        "codec_inflight_body_bytes_limit",
+        Kind::Gauge,
+        "server.max_inflight_body_bytes: past it, requests get 503 overloaded.",
+    )
+    .sample("codec_inflight_body_bytes_limit", &[], body.capacity() as u64);
 }
 
 fn write_audit(state: &AppState, out: &mut Exposition) {
@@ -124,4 +164,31 @@ fn write_audit(state: &AppState, out: &mut Exposition) {
     );
     out.family("codec_audit_write_duration_seconds", Kind::Histogram, "Latency of successful batch inserts.")
         .histogram("codec_audit_write_duration_seconds", &[], stats.write_latency());
+}
+
+/// This replica's readiness and the last background check of each dependency (never run here: a scrape
+/// does not wait on a KMS). Alert on `codec_dependency_up == 0`; the failing reason is a label of
+/// `codec_dependency_failing`.
+fn write_readiness(state: &AppState, out: &mut Exposition) {
+    let ready = u8::from(state.readiness.local().ready());
+    out.family("codec_ready", Kind::Gauge, "1 while this replica is ready (what the readiness probe sees).").sample(
+        "codec_ready",
+        &[],
+        ready,
+    );
+    let Some(report) = state.readiness.last_dependencies() else { return };
+    out.family("codec_dependency_up", Kind::Gauge, "1 if the dependency's last check passed, by dependency.");
+    for (name, result) in &report.checks {
+        out.sample("codec_dependency_up", &[("dependency", name.as_str())], u8::from(result.is_ok()));
+    }
+    out.family(
+        "codec_dependency_failing",
+        Kind::Gauge,
+        "1 for each failing dependency, with the short reason (unreachable, timeout, access denied, …).",
+    );
+    for (name, result) in &report.checks {
+        if let Err(reason) = result {
+            out.sample("codec_dependency_failing", &[("dependency", name.as_str()), ("reason", *reason)], 1);
+        }
+    }
 }

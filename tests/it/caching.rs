@@ -45,7 +45,12 @@ async fn a_thousand_concurrent_encodes_on_a_cold_cache_make_one_data_key() {
 
 #[tokio::test]
 async fn the_payload_limit_forces_a_new_key_and_is_never_exceeded_under_concurrency() {
-    let app = TestApp::spawn_with(|c| c.cache.encrypt.max_payloads = 10).await;
+    // The hard limit alone: no renewal ahead of it.
+    let app = TestApp::spawn_with(|c| {
+        c.cache.encrypt.max_payloads = 10;
+        c.cache.encrypt.renew_before = Duration::ZERO;
+    })
+    .await;
     let requests = (0..500).map(|_| app.encode("default", vec![payload(b"{}")]));
     let sealed: Vec<Payload> = join_all(requests).await.into_iter().flatten().collect();
 
@@ -69,7 +74,11 @@ async fn max_payloads_of_one_gives_a_fresh_data_key_per_payload() {
 
 #[tokio::test]
 async fn the_age_limit_forces_a_new_key_with_time_stepped_not_slept() {
-    let app = TestApp::spawn_with(|c| c.cache.encrypt.max_age = Duration::from_secs(300)).await;
+    let app = TestApp::spawn_with(|c| {
+        c.cache.encrypt.max_age = Duration::from_secs(300);
+        c.cache.encrypt.renew_before = Duration::ZERO;
+    })
+    .await;
     let first = app.encode("default", vec![payload(b"a")]).await;
     app.clock.advance(Duration::from_secs(299));
     let second = app.encode("default", vec![payload(b"b")]).await;
@@ -81,10 +90,34 @@ async fn the_age_limit_forces_a_new_key_with_time_stepped_not_slept() {
 }
 
 #[tokio::test]
+async fn the_next_key_is_made_in_the_background_before_the_age_limit() {
+    let app = TestApp::spawn().await;
+    let first = app.encode("default", vec![payload(b"a")]).await;
+    // Past max_age - renew_before (5 min - 1 min, jittered by up to 15 s), before max_age.
+    app.clock.advance(Duration::from_secs(270));
+    let second = app.encode("default", vec![payload(b"b")]).await;
+    assert_eq!(wrapped_dek(&first[0]), wrapped_dek(&second[0]), "the old key serves while the next is made");
+    let cache = app.state.codec.encrypt_cache();
+    for _ in 0..500 {
+        if cache.rotations(codec_server::kms::encrypt_cache::RotationReason::Scheduled) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let third = app.encode("default", vec![payload(b"c")]).await;
+    assert_ne!(wrapped_dek(&second[0]), wrapped_dek(&third[0]), "the renewed key is in use");
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("codec_dek_rotations_total{reason=\"scheduled\"} 1"), "{metrics}");
+    assert!(metrics.contains("codec_dek_rotations_total{reason=\"on-demand\"} 1"), "only the cold start waited");
+    assert_eq!(data_key_calls(&app), 2);
+}
+
+#[tokio::test]
 async fn the_byte_limit_forces_a_new_key() {
     let app = TestApp::spawn_with(|c| {
         c.server.max_body_bytes = 4096;
         c.cache.encrypt.max_bytes = 5000;
+        c.cache.encrypt.renew_before = Duration::ZERO;
     })
     .await;
     let body = vec![b'x'; 2000];

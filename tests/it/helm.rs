@@ -101,24 +101,29 @@ fn each_value_set_gets_the_kubernetes_objects_its_values_ask_for() {
         assert_eq!(security["readOnlyRootFilesystem"], true, "{set}");
         assert_eq!(security["allowPrivilegeEscalation"], false, "{set}");
         assert_eq!(security["capabilities"]["drop"], serde_json::json!(["ALL"]), "{set}");
-        let scheme = if set == "ingress-tls" { "HTTPS" } else { "HTTP" };
+        // Every probe is on the plain-HTTP admin port, whatever the API port speaks.
         for (probe, path) in
             [("startupProbe", "/healthz"), ("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")]
         {
             assert_eq!(container[probe]["httpGet"]["path"], path, "{set} {probe}");
-            assert_eq!(container[probe]["httpGet"]["scheme"], scheme, "{set} {probe}");
+            assert_eq!(container[probe]["httpGet"]["port"], "admin", "{set} {probe}");
+            assert_eq!(container[probe]["httpGet"]["scheme"], "HTTP", "{set} {probe}");
         }
         // The helm test pod calls /readyz through the Service but is never one of its endpoints.
         let test_pod = r.one("Pod");
         assert_eq!(test_pod["metadata"]["annotations"]["helm.sh/hook"], "test");
-        assert!(test_pod["spec"]["containers"][0]["args"].to_string().contains(".codec.svc:8081/readyz"), "{set}");
+        let args = test_pod["spec"]["containers"][0]["args"].to_string();
+        assert!(
+            args.contains("\"probe\"") && args.contains("http://codec-codec-server.codec.svc:8082/readyz"),
+            "{set}: {args}"
+        );
         let selector = r.one("Service")["spec"]["selector"].as_object().unwrap();
         assert!(
             selector.iter().any(|(k, v)| test_pod["metadata"]["labels"][k] != *v),
             "{set}: Service selects the test pod"
         );
 
-        let sa = &r.one("ServiceAccount")["metadata"]["annotations"];
+        let sa = &r.named("ServiceAccount", FULLNAME).unwrap()["metadata"]["annotations"];
         let automount = &pod["automountServiceAccountToken"];
         match set {
             "aws-irsa" => assert!(sa["eks.amazonaws.com/role-arn"].as_str().unwrap().starts_with("arn:aws:iam::")),
@@ -128,14 +133,19 @@ fn each_value_set_gets_the_kubernetes_objects_its_values_ask_for() {
             _ => {}
         }
         // Only Vault's Kubernetes login reads the service-account token.
-        assert_eq!(*automount, set == "autoscaling", "{set}: automountServiceAccountToken");
+        let vault_kubernetes = ["autoscaling", "vault-kubernetes"].contains(&set);
+        assert_eq!(*automount, vault_kubernetes, "{set}: automountServiceAccountToken");
 
         let kinds = r.kinds();
+        let production = ["eks-production", "gke-production", "vault-kubernetes"].contains(&set);
         assert_eq!(kinds.contains("HorizontalPodAutoscaler"), set == "autoscaling", "{set}");
         assert_eq!(r.one("Deployment")["spec"].get("replicas").is_none(), set == "autoscaling", "{set}");
-        assert_eq!(kinds.contains("PodDisruptionBudget"), ["postgres-audit", "autoscaling"].contains(&set), "{set}");
-        assert_eq!(kinds.contains("Ingress"), set == "ingress-tls", "{set}");
+        // A disruption budget whenever more than one replica runs.
+        let several = production || ["postgres-audit", "autoscaling"].contains(&set);
+        assert_eq!(kinds.contains("PodDisruptionBudget"), several, "{set}");
+        assert_eq!(kinds.contains("Ingress"), production || set == "ingress-tls", "{set}");
         assert_eq!(kinds.contains("Secret"), ["vault-approle", "autoscaling"].contains(&set), "{set}");
+        assert_eq!(kinds.contains("Job"), ["eks-production", "gke-production"].contains(&set), "{set}");
     }
 
     let postgres = render("postgres-audit");
@@ -146,19 +156,30 @@ fn each_value_set_gets_the_kubernetes_objects_its_values_ask_for() {
 }
 
 #[test]
-fn with_tls_the_ingress_service_monitor_and_network_policy_reach_the_https_port() {
+fn the_ingress_reaches_only_the_api_port_and_prometheus_and_helm_test_only_the_admin_port() {
     let r = render("ingress-tls");
     let service = r.one("Service");
-    let port = &service["spec"]["ports"][0];
-    assert_eq!(port["name"], "https");
-    assert_eq!(r.container()["ports"][0]["name"], "https");
+    let ports = service["spec"]["ports"].as_array().unwrap();
+    let names: Vec<&str> = ports.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["https", "admin"]);
+    let container_ports = r.container()["ports"].as_array().unwrap();
+    assert_eq!((&container_ports[0]["name"], &container_ports[1]["name"]), (&"https".into(), &"admin".into()));
+    let config: toml::Value = toml::from_str(r.config_toml()).unwrap();
+    assert_eq!(config["server"]["listen"].as_str(), Some("0.0.0.0:8081"));
+    assert_eq!(config["server"]["admin_listen"].as_str(), Some("0.0.0.0:8082"));
 
+    // The ingress names the API port only: /metrics and /readyz are not on it at all.
     let ingress = r.one("Ingress");
     assert_eq!(ingress["spec"]["tls"][0]["hosts"][0], "codec.example.com");
-    let backend = &ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"];
-    assert_eq!(backend["name"], service["metadata"]["name"]);
-    assert_eq!(backend["port"]["name"], "https");
+    for rule in ingress["spec"]["rules"].as_array().unwrap() {
+        for path in rule["http"]["paths"].as_array().unwrap() {
+            let backend = &path["backend"]["service"];
+            assert_eq!(backend["name"], service["metadata"]["name"]);
+            assert_eq!(backend["port"]["name"], "https");
+        }
+    }
 
+    // Prometheus scrapes the admin port over plain HTTP: no certificate, so no serverName to get wrong.
     let monitor = r.one("ServiceMonitor");
     assert_eq!(monitor["apiVersion"], "monitoring.coreos.com/v1");
     let labels = &service["metadata"]["labels"];
@@ -168,19 +189,46 @@ fn with_tls_the_ingress_service_monitor_and_network_policy_reach_the_https_port(
     let endpoint = &monitor["spec"]["endpoints"][0];
     assert_eq!(
         (&endpoint["port"], &endpoint["path"], &endpoint["scheme"]),
-        (&port["name"], &"/metrics".into(), &"https".into())
+        (&"admin".into(), &"/metrics".into(), &"http".into())
     );
+    assert!(endpoint.get("tlsConfig").is_none(), "{endpoint}");
     assert_eq!(monitor["spec"]["namespaceSelector"]["matchNames"][0], NAMESPACE);
 
+    // The API port admits the ingress controller; the admin port Prometheus and the `helm test` pod.
     let policy = r.one("NetworkPolicy");
-    let rule = &policy["spec"]["ingress"][0];
-    assert_eq!(rule["ports"][0]["port"], r.container()["ports"][0]["containerPort"]);
+    let (api, admin) = (&policy["spec"]["ingress"][0], &policy["spec"]["ingress"][1]);
+    assert_eq!(api["ports"][0]["port"], 8081);
+    assert_eq!(admin["ports"][0]["port"], 8082);
+    assert!(api["from"].to_string().contains("ingress-nginx") && !api["from"].to_string().contains("monitoring"));
     let test_labels = &r.one("Pod")["metadata"]["labels"];
-    let admits_test_pod = rule["from"].as_array().unwrap().iter().any(|peer| {
-        peer["podSelector"]["matchLabels"].as_object().is_some_and(|m| m.iter().all(|(k, v)| test_labels[k] == *v))
-    });
-    assert!(admits_test_pod, "the NetworkPolicy must let `helm test` reach /readyz");
-    assert!(r.one("Pod")["spec"]["containers"][0]["args"].to_string().contains("https://"));
+    let admits_test_pod = |rule: &Value| {
+        rule["from"].as_array().unwrap().iter().any(|peer| {
+            peer["podSelector"]["matchLabels"].as_object().is_some_and(|m| m.iter().all(|(k, v)| test_labels[k] == *v))
+        })
+    };
+    assert!(admits_test_pod(admin), "the NetworkPolicy must let `helm test` reach /readyz");
+    assert!(!admits_test_pod(api));
+}
+
+#[test]
+fn ingresses_with_acm_or_a_gke_managed_certificate_render_without_a_tls_secret() {
+    for set in ["eks-production", "gke-production"] {
+        let ingress = render(set).one("Ingress").clone();
+        assert!(ingress["spec"].get("tls").is_none(), "{set}: {ingress}");
+    }
+    let eks = render("eks-production");
+    assert!(eks.one("Ingress")["metadata"]["annotations"]["alb.ingress.kubernetes.io/certificate-arn"].is_string());
+    // ACM on the AWS Load Balancer Controller: hosts without a secretName are fine too.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("overrides.yaml");
+    std::fs::write(
+        &file,
+        "ingress:\n  annotations: {}\n  externalTls: true\n  tls:\n    - hosts: [codec.example.com]\n",
+    )
+    .unwrap();
+    let r = Rendered::parse(&template(&[&value_set("eks-production"), &file], &[]).unwrap());
+    let tls = &r.one("Ingress")["spec"]["tls"][0];
+    assert_eq!((tls["hosts"][0].as_str(), tls.get("secretName")), (Some("codec.example.com"), None));
 }
 
 #[test]
@@ -222,6 +270,9 @@ fn the_schema_refuses_misspelt_keys_wrong_enums_and_settings_the_chart_owns() {
         ("replicas: 3\n", "'replicas' not allowed"),
         ("config:\n  server:\n    listen: 0.0.0.0:9000\n", "'listen' not allowed"),
         ("config:\n  kms:\n    aws:\n      secret_access_key: abc\n", "'secret_access_key' not allowed"),
+        ("config:\n  server:\n    admin_listen: 0.0.0.0:9000\n", "'admin_listen' not allowed"),
+        ("serviceMonitor:\n  tlsConfig: {}\n", "'tlsConfig' not allowed"),
+        ("networkPolicy:\n  egress:\n    cloudMetadata: azure\n", "cloudMetadata"),
         ("auditDatabase: mysql\n", "auditDatabase"),
         ("config:\n  keyrings:\n    main:\n      primary: [\"s3://bucket/key\"]\n", "primary"),
     ] {
@@ -259,6 +310,15 @@ fn combinations_that_cannot_work_are_refused_with_how_to_fix_them() {
         ("localKeys:\n  existingSecret: \"\"\n", "local://main is a local key file"),
         ("auditDatabase: postgres\n", "audit-database-url"),
         ("ingress:\n  enabled: true\n", "ingress.enabled needs ingress.tls"),
+        ("adminPort: 8081\n", "adminPort must differ from containerPort"),
+        (
+            "terminationGracePeriodSeconds: 45\nconfig:\n  server:\n    shutdown_timeout: 60s\n",
+            "shorter than preStopSleepSeconds (5) + config.server.shutdown_timeout (60s)",
+        ),
+        ("config:\n  server:\n    shutdown_timeout: 1fortnight\n", "cannot read the duration"),
+        ("migrations:\n  job:\n    enabled: true\n", "needs auditDatabase = postgres"),
+        ("auditDatabaseCa:\n  existingSecret: rds-ca\n", "auditDatabaseCa is the CA of a PostgreSQL server"),
+        ("image:\n  repository: \"\"\n", "image.repository is required"),
         ("tls:\n  enabled: true\n", "tls.enabled needs tls.secretName"),
         ("podDisruptionBudget:\n  enabled: true\n  minAvailable: 1\n", "node drains would hang"),
         (legacy_key, "no Secret is mounted at /run/secrets/codec-server"),

@@ -15,6 +15,8 @@ use serde_json::Value;
 /// A running server and a client for it.
 pub struct TestApp {
     pub address: String,
+    /// `http://127.0.0.1:PORT` of the admin listener, when `server.admin_listen` is set.
+    pub admin_address: Option<String>,
     pub state: web::Data<AppState>,
     pub clock: Arc<ManualClock>,
     pub client: reqwest::Client,
@@ -39,9 +41,10 @@ impl TestApp {
         let clock = Arc::new(ManualClock::default());
         let app = Application::build_with_clock(&config, Mode::Dev, clock.clone()).await.expect("build app");
         let address = format!("http://127.0.0.1:{}", app.port());
+        let admin_address = app.admin_port().map(|port| format!("http://127.0.0.1:{port}"));
         let state = app.state();
         tokio::spawn(app.run_until_stopped());
-        TestApp { address, state, clock, client: reqwest::Client::new(), config, _data_dir: data_dir }
+        TestApp { address, admin_address, state, clock, client: reqwest::Client::new(), config, _data_dir: data_dir }
     }
 
     /// Full URL of a path.

@@ -237,7 +237,7 @@ async fn a_missing_kek_is_named_in_a_startup_warning_and_the_server_still_starts
             line["level"] == "WARN" && line["fields"]["error"].as_str().is_some_and(|e| e.contains(missing))
         })
     };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40); // first check: 10 s after start
     while !named(&server.json_log()) && std::time::Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }

@@ -216,27 +216,33 @@ async fn metrics_count_auth_refusals_by_reason_and_never_show_the_token() {
 // /readyz
 
 async fn readyz(app: &TestApp) -> (u16, Value) {
-    let response = app.client.get(app.url("/readyz")).send().await.expect("readyz");
+    get_json(app, &app.url("/readyz")).await
+}
+
+async fn get_json(app: &TestApp, url: &str) -> (u16, Value) {
+    let response = app.client.get(url).send().await.expect("GET");
     let status = response.status().as_u16();
     (status, response.json().await.expect("JSON body"))
 }
 
 #[tokio::test]
-async fn readyz_lists_the_config_and_every_kms_in_use() {
+async fn readyz_is_local_state_and_the_verbose_view_lists_every_kms_in_use() {
     let app = TestApp::spawn().await;
 
     let (status, body) = readyz(&app).await;
+    let (verbose_status, verbose) = get_json(&app, &app.url("/readyz?verbose")).await;
 
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["status"], "ready");
-    assert_eq!((body["checks"]["config"].as_str(), body["checks"]["kms:local"].as_str()), (Some("ok"), Some("ok")));
+    assert_eq!(body, serde_json::json!({"status":"ready","checks":{"config":"ok","shutdown":"ok"}}));
+    assert_eq!(verbose_status, 200);
+    assert_eq!(verbose["dependencies"], serde_json::json!({"kms:local":"ok","audit":"ok"}), "{verbose}");
     let post = app.client.post(app.url("/readyz")).send().await.unwrap();
     assert_eq!(post.status(), 405);
 }
 
 #[cfg(feature = "vault-transit")]
 #[tokio::test]
-async fn readyz_fails_while_the_kms_is_stopped_and_recovers_when_it_is_back() {
+async fn a_paused_kms_leaves_the_replica_ready_while_cached_keys_serve_and_names_the_kms_elsewhere() {
     use crate::support::openbao::OpenBao;
     let bao = OpenBao::start().await;
     bao.create_key("payments", "aes256-gcm96", false).await;
@@ -247,32 +253,81 @@ async fn readyz_fails_while_the_kms_is_stopped_and_recovers_when_it_is_back() {
         crate::support::kms::use_keyring(c, &["vault-transit://transit/payments".to_owned()]);
     })
     .await;
-    let (status, body) = readyz(&app).await;
-    assert_eq!((status, body["checks"]["kms:vault-transit"].as_str()), (200, Some("ok")), "{body}");
+    let sealed = app.encode("payments", vec![payload(b"\"cached\"")]).await;
+    app.decode("payments", &sealed).await;
+    let (_, body) = get_json(&app, &app.url("/readyz?verbose")).await;
+    assert_eq!(body["dependencies"]["kms:vault-transit"], "ok", "{body}");
 
     bao.pause();
-    let (status, _) = readyz(&app).await;
-    assert_eq!(status, 200, "the last result is reused until the cache expires");
     app.clock.advance(codec_server::readiness::CACHE_TTL);
-    let (status, body) = readyz(&app).await;
 
-    assert_eq!(status, 503, "{body}");
-    assert_eq!(body["status"], "not-ready");
-    assert_eq!(body["checks"]["kms:vault-transit"], "unreachable");
-    assert_eq!(body["checks"]["config"], "ok");
+    // The probe answers from memory: ready, and the cached data key still opens the payload.
+    let (status, body) = readyz(&app).await;
+    assert_eq!((status, &body["status"]), (200, &"ready".into()), "{body}");
+    assert_eq!(read_payloads(app.post_decode("payments", &sealed).await).await[0].data, b"\"cached\"");
+    // The verbose view and /metrics say what is wrong, without internal detail.
+    let (status, body) = get_json(&app, &app.url("/readyz?verbose")).await;
+    assert_eq!(status, 200, "dependencies never change the status: {body}");
+    let reason = body["dependencies"]["kms:vault-transit"].as_str().unwrap().to_owned();
+    assert!(["unreachable", "timeout"].contains(&reason.as_str()), "{body}");
     assert!(!body.to_string().contains("127.0.0.1"), "no internal detail: {body}");
+    let metrics = scrape(&app).await;
+    let kms = [("dependency", "kms:vault-transit")];
+    assert_eq!(prometheus::value(&metrics, "codec_dependency_up", &kms), 0.0);
+    let failing = [("dependency", "kms:vault-transit"), ("reason", reason.as_str())];
+    assert_eq!(prometheus::value(&metrics, "codec_dependency_failing", &failing), 1.0);
+    assert_eq!(prometheus::value(&metrics, "codec_ready", &[]), 1.0);
 
     bao.resume();
     let until = Instant::now() + DEADLINE;
     loop {
         app.clock.advance(codec_server::readiness::CACHE_TTL);
-        let (status, body) = readyz(&app).await;
-        if status == 200 {
-            assert_eq!(body["checks"]["kms:vault-transit"], "ok");
+        let (_, body) = get_json(&app, &app.url("/readyz?verbose")).await;
+        if body["dependencies"]["kms:vault-transit"] == "ok" {
             break;
         }
-        assert!(Instant::now() < until, "still not ready after the KMS came back: {body}");
+        assert!(Instant::now() < until, "the KMS still shows as failing after it came back: {body}");
     }
+    assert_eq!(prometheus::value(&scrape(&app).await, "codec_dependency_up", &kms), 1.0);
+}
+
+#[tokio::test]
+async fn with_an_admin_listener_probes_and_metrics_leave_the_api_port() {
+    let app = TestApp::spawn_with(|c| c.server.admin_listen = Some("127.0.0.1:0".parse().unwrap())).await;
+    let admin = app.admin_address.clone().expect("admin listener");
+
+    let status = |url: String| {
+        let client = app.client.clone();
+        async move { client.get(url).send().await.expect("GET").status().as_u16() }
+    };
+    // The API port: codec routes, and /healthz for probes configured before the admin port existed.
+    assert_eq!(status(app.url("/healthz")).await, 200);
+    assert_eq!(status(app.url("/readyz")).await, 404);
+    assert_eq!(status(app.url("/metrics")).await, 404);
+    let sealed = app.encode("default", vec![payload(b"\"x\"")]).await;
+    app.decode("default", &sealed).await;
+    // The admin port: only the three operational routes.
+    for path in ["/healthz", "/readyz", "/readyz?verbose", "/metrics"] {
+        assert_eq!(status(format!("{admin}{path}")).await, 200, "{path}");
+    }
+    let (_, verbose) = get_json(&app, &format!("{admin}/readyz?verbose")).await;
+    assert_eq!(verbose["dependencies"]["kms:local"], "ok", "{verbose}");
+    let on_admin = app.client.post(format!("{admin}/decode")).header("x-namespace", "default").send().await.unwrap();
+    assert_eq!(on_admin.status(), 404, "the admin port serves no codec route");
+    let text = app.client.get(format!("{admin}/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = prometheus::parse(&text);
+    assert_eq!(
+        prometheus::value(&metrics, "codec_http_requests_total", &[("operation", "decode"), ("status", "200")]),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn admin_listen_on_the_api_port_is_refused_at_load() {
+    let mut config = Config::dev();
+    config.server.admin_listen = Some(config.server.listen);
+    let error = config.validate().unwrap_err().to_string();
+    assert!(error.contains("server.admin_listen") && error.contains("another port"), "{error}");
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -306,6 +361,33 @@ async fn sigterm_finishes_requests_in_flight_refuses_new_connections_and_exits_0
         assert_eq!(sealed.len(), 1);
     }
     let status = server.wait_exit(Duration::from_secs(20)).await.expect("exits within the shutdown timeout");
+    assert!(status.success(), "exit status {status}; log:\n{}", server.log().join("\n"));
+}
+
+#[tokio::test]
+async fn after_sigterm_the_admin_listener_reports_shutting_down_until_requests_in_flight_finish() {
+    let mut server = ServerProcess::start("shutdown_timeout = \"20s\"\nadmin_listen = \"127.0.0.1:0\"", &[]);
+    let admin = format!("http://127.0.0.1:{}", server.admin_port.expect("the admin listener is logged"));
+    let client = reqwest::Client::new();
+    assert_eq!(client.get(format!("{admin}/readyz")).send().await.unwrap().status(), 200);
+    let in_flight = SlowRequest::start(server.port, to_json(&[payload(b"\"x\"")]).to_string().into_bytes()).await;
+
+    server.signal("-TERM");
+
+    let until = Instant::now() + DEADLINE;
+    let body = loop {
+        let response = client.get(format!("{admin}/readyz")).send().await.expect("the admin port still answers");
+        if response.status() == 503 {
+            break response.json::<Value>().await.unwrap();
+        }
+        assert!(Instant::now() < until, "readiness never turned to shutting-down");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(body["checks"]["shutdown"], "shutting-down", "{body}");
+    assert_eq!(client.get(format!("{admin}/healthz")).send().await.unwrap().status(), 200, "still alive");
+    let (status, _) = in_flight.finish().await;
+    assert_eq!(status, 200);
+    let status = server.wait_exit(DEADLINE).await.expect("exits once the request is done");
     assert!(status.success(), "exit status {status}; log:\n{}", server.log().join("\n"));
 }
 
@@ -416,4 +498,26 @@ async fn every_log_line_of_a_request_carries_its_id_and_the_access_line_has_no_q
     assert!(second.iter().any(|l| l["fields"]["path"] == "/nope" && l["fields"]["status"] == 404), "{second:?}");
     let text = server.log().join("\n");
     assert!(!text.contains("query-secret-1") && !text.contains("bearer-secret-2"), "secrets in the log:\n{text}");
+}
+
+#[tokio::test]
+async fn the_probe_command_that_helm_test_runs_exits_0_only_for_a_ready_server() {
+    let app = TestApp::spawn_with(|c| c.server.admin_listen = Some("127.0.0.1:0".parse().unwrap())).await;
+    let admin = app.admin_address.clone().unwrap();
+    let probe = |url: String| async move {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_codec-server"))
+            .args(["probe", "--attempts", "1", "--timeout", "5", &url])
+            .env_remove("CODEC_CONFIG")
+            .output()
+            .await
+            .expect("run codec-server probe")
+    };
+
+    let ready = probe(format!("{admin}/readyz?verbose")).await;
+    let missing = probe(app.url("/readyz")).await;
+
+    assert!(ready.status.success(), "{}", String::from_utf8_lossy(&ready.stderr));
+    assert!(String::from_utf8_lossy(&ready.stdout).contains("\"dependencies\""));
+    assert!(!missing.status.success(), "the API port has no /readyz when an admin port exists");
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("404"), "{}", String::from_utf8_lossy(&missing.stderr));
 }

@@ -177,7 +177,9 @@ async fn a_gcp_service_account_is_admitted_by_its_email_and_audit_rows_name_ever
     assert_eq!(call(&app, "decode", "payments", &other, &sealed).await.status(), 403);
 
     let rows = flushed_rows(&app).await;
-    let who: Vec<_> = rows
+    // (issuer, subject, email, outcome) of each row, oldest first.
+    type Who<'a> = (Option<&'a str>, Option<&'a str>, Option<&'a str>, &'a str);
+    let who: Vec<Who> = rows
         .iter()
         .map(|r| (r.issuer.as_deref(), r.subject.as_deref(), r.email.as_deref(), r.outcome.as_str()))
         .collect();

@@ -75,6 +75,9 @@ by the chart (it always listens on 0.0.0.0).
 {{- with $auth.policy_file -}}
 {{- $paths = append $paths (list "config.auth.policy_file" .) -}}
 {{- end -}}
+{{- with $audit.database_ca_file -}}
+{{- $paths = append $paths (list "config.audit.database_ca_file" .) -}}
+{{- end -}}
 {{- range $entry := $paths -}}
 {{- $file := index $entry 1 | toString -}}
 {{- if hasPrefix (printf "%s/" $secretsDir) $file -}}
@@ -101,8 +104,31 @@ by the chart (it always listens on 0.0.0.0).
 {{- if and $v.tls.enabled (not $v.tls.secretName) -}}
 {{- fail "tls.enabled needs tls.secretName: a kubernetes.io/tls Secret with tls.crt and tls.key (e.g. from cert-manager)." -}}
 {{- end -}}
-{{- if and $v.ingress.enabled (not $v.ingress.tls) -}}
-{{- fail "ingress.enabled needs ingress.tls: the Temporal Web UI sends access tokens only to https:// codec endpoints, and tokens must not cross the network in clear text." -}}
+{{- $annotations := $v.ingress.annotations | default dict -}}
+{{- $certByAnnotation := or (hasKey $annotations "alb.ingress.kubernetes.io/certificate-arn") (hasKey $annotations "networking.gke.io/managed-certificates") (hasKey $annotations "ingress.gcp.kubernetes.io/pre-shared-cert") -}}
+{{- if and $v.ingress.enabled (not $v.ingress.tls) (not $v.ingress.externalTls) (not $certByAnnotation) -}}
+{{- fail "ingress.enabled needs ingress.tls: the Temporal Web UI sends access tokens only to https:// codec endpoints, and tokens must not cross the network in clear text. If the load balancer terminates TLS with a certificate named in annotations (ACM: alb.ingress.kubernetes.io/certificate-arn; GKE: networking.gke.io/managed-certificates), set that annotation or ingress.externalTls = true." -}}
+{{- end -}}
+{{- if eq (int $v.adminPort) (int $v.containerPort) -}}
+{{- fail "adminPort must differ from containerPort: the admin port serves /healthz, /readyz and /metrics apart from the API, e.g. 8082." -}}
+{{- end -}}
+
+{{- /* Shutdown: the kubelet must not kill the pod before the server's own deadline. */ -}}
+{{- $shutdown := include "codec-server.shutdownSeconds" . | int -}}
+{{- $needed := add (int $v.preStopSleepSeconds) $shutdown -}}
+{{- if lt (include "codec-server.gracePeriod" . | int) $needed -}}
+{{- fail (printf "terminationGracePeriodSeconds (%d) is shorter than preStopSleepSeconds (%d) + config.server.shutdown_timeout (%ds): the kubelet would kill requests the server is still finishing. Set it to at least %d (plus ~10 s for the audit flush), or leave it null to derive it." (include "codec-server.gracePeriod" . | int) (int $v.preStopSleepSeconds) $shutdown $needed) -}}
+{{- end -}}
+
+{{- /* PostgreSQL-only settings. */ -}}
+{{- if and (include "codec-server.migrationJob" .) (ne $v.auditDatabase "postgres") -}}
+{{- fail "migrations.job.enabled runs `codec-server migrate` as a Job against a shared database: it needs auditDatabase = postgres (the SQLite file lives in the server pod and migrates at start)." -}}
+{{- end -}}
+{{- if and $v.auditDatabaseCa.existingSecret (ne $v.auditDatabase "postgres") -}}
+{{- fail "auditDatabaseCa is the CA of a PostgreSQL server: it needs auditDatabase = postgres." -}}
+{{- end -}}
+{{- if and $v.auditDatabaseCa.existingSecret $audit.database_ca_file -}}
+{{- fail "set auditDatabaseCa.existingSecret or config.audit.database_ca_file, not both." -}}
 {{- end -}}
 
 {{- /* Autoscaling and disruption budget. */ -}}
@@ -123,7 +149,7 @@ by the chart (it always listens on 0.0.0.0).
 {{- end -}}
 {{- end -}}
 {{- $pdb := $v.podDisruptionBudget -}}
-{{- if $pdb.enabled -}}
+{{- if include "codec-server.pdbEnabled" . -}}
 {{- if and (not (kindIs "invalid" $pdb.minAvailable)) (not (kindIs "invalid" $pdb.maxUnavailable)) -}}
 {{- fail "podDisruptionBudget: set minAvailable or maxUnavailable, not both." -}}
 {{- end -}}
@@ -136,5 +162,10 @@ by the chart (it always listens on 0.0.0.0).
 {{- if and (not (kindIs "invalid" $pdb.maxUnavailable)) (not (kindIs "string" $pdb.maxUnavailable)) (eq (int $pdb.maxUnavailable) 0) -}}
 {{- fail "podDisruptionBudget.maxUnavailable = 0 means no pod could ever be evicted, so node drains would hang." -}}
 {{- end -}}
+{{- end -}}
+
+{{- /* Last, so the settings above are named first: there is no public image to fall back on. */ -}}
+{{- if not $v.image.repository -}}
+{{- fail "image.repository is required: build the image with the repository's Dockerfile, push it to your registry and set image.repository (and image.digest to pin it)." -}}
 {{- end -}}
 {{- end -}}

@@ -140,10 +140,25 @@ export class RemotePayloadCodec implements PayloadCodec {
     return sealed;
   }
 
-  /** Open payloads (ones the server did not seal come back unchanged). */
+  /**
+   * Open payloads (ones the server did not seal come back unchanged). With `verifySealed`, a reply
+   * that still holds sealed payloads (a denied decode under `on_deny = "passthrough"`) is an error
+   * rather than bytes the SDK cannot deserialize.
+   */
   async decode(payloads: Payload[], context?: SerializationContext): Promise<Payload[]> {
     this.checkNamespace('decode', context);
-    return this.call('decode', payloads);
+    const opened = await this.call('decode', payloads);
+    if (this.verifySealed) {
+      const stillSealed = opened.flatMap((p, i) => (encodingOf(p) === SEALED_ENCODING ? [i] : []));
+      if (stillSealed.length > 0) {
+        throw new CodecResponseError('decode reply is still sealed (a denied decode under on_deny = passthrough?)', {
+          operation: 'decode',
+          namespace: this.namespace,
+          indexes: stillSealed,
+        });
+      }
+    }
+    return opened;
   }
 
   /** Close pooled connections. Optional: idle connections do not keep the process alive. */

@@ -9,6 +9,7 @@ import { after, before, describe, it } from 'node:test';
 
 import {
   CodecForbiddenError,
+  CodecResponseError,
   CodecTokenError,
   CodecUnauthorizedError,
   RemotePayloadCodec,
@@ -112,6 +113,16 @@ describe('RemotePayloadCodec with JWT auth (Kubernetes service-account tokens)',
     assert.equal(text((await reader.decode(sealed))[0]?.data), '"shared"');
     const err = await rejection(reader.encode([jsonPayload('must not come back')]));
     assert.ok(err instanceof CodecForbiddenError, String(err));
+  });
+
+  it('refuses a decode reply that is still sealed (a passthrough denial) unless verifySealed is off', async () => {
+    const sealed = await codec({ token: workerToken(issuer, WORKER) }, 'shared').encode([jsonPayload('secret')]);
+    const outsider = codec({ token: workerToken(issuer, OUTSIDER) }, 'shared');
+    const err = await rejection(outsider.decode(sealed));
+    assert.ok(err instanceof CodecResponseError, String(err));
+    assert.deepEqual(err.indexes, [0]);
+    const lenient = codec({ token: workerToken(issuer, OUTSIDER), verifySealed: false }, 'shared');
+    assert.equal(encodingOf((await lenient.decode(sealed))[0]!), 'binary/kms-envelope', 'passed through, still sealed');
   });
 
   it('refuses the worker token in a namespace its policy does not cover', async () => {

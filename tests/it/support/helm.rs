@@ -19,8 +19,20 @@ pub const NAMESPACE: &str = "codec";
 /// The Kubernetes version the manifests are rendered for and validated against (the chart needs >= 1.30).
 pub const KUBERNETES_VERSION: &str = "1.33.0";
 /// The value sets in `charts/codec-server/ci/`, by file stem (`<name>-values.yaml`).
-pub const VALUE_SETS: [&str; 7] =
-    ["minimal", "aws-irsa", "gcp-workload-identity", "vault-approle", "postgres-audit", "ingress-tls", "autoscaling"];
+pub const VALUE_SETS: [&str; 10] = [
+    "minimal",
+    "aws-irsa",
+    "gcp-workload-identity",
+    "vault-approle",
+    "postgres-audit",
+    "ingress-tls",
+    "autoscaling",
+    "eks-production",
+    "gke-production",
+    "vault-kubernetes",
+];
+/// The chart's full name for [`RELEASE`] (`<release>-codec-server`).
+pub const FULLNAME: &str = "codec-codec-server";
 /// Kinds whose schemas are not part of Kubernetes (CRDs): checked structurally here instead.
 pub const CRD_KINDS: [&str; 1] = ["ServiceMonitor"];
 
@@ -149,8 +161,14 @@ impl Rendered {
             .map(|e| e["value"].as_str().unwrap())
     }
 
+    /// The server's config file (not the migration hook's copy).
     pub fn config_toml(&self) -> &str {
-        self.one("ConfigMap")["data"]["config.toml"].as_str().unwrap()
+        self.named("ConfigMap", FULLNAME).expect("the server's ConfigMap")["data"]["config.toml"].as_str().unwrap()
+    }
+
+    /// Whether a manifest is a Helm hook (the migration Job and its copies, the test pod).
+    pub fn is_hook(doc: &Value) -> bool {
+        doc["metadata"]["annotations"].get("helm.sh/hook").is_some()
     }
 }
 
@@ -238,6 +256,14 @@ impl Pod {
         let mounted = |what: &str, dir: &Path| {
             assert!(operator_secrets.iter().any(|o| o == dir), "{what} is {}: not a mounted Secret", dir.display());
         };
+        // Vault's CA bundle from the operator's Secret: any CA certificate will do for loading.
+        let vault_ca = config.get("kms").and_then(|k| k.get("vault")).and_then(|v| v.get("ca_bundle"));
+        if let Some(file) = vault_ca.and_then(|f| f.as_str()).map(Path::new)
+            && operator_secrets.iter().any(|o| Some(o.as_path()) == file.parent())
+        {
+            let ca = rcgen::generate_simple_self_signed(vec!["vault.example.com".to_owned()]).unwrap();
+            std::fs::write(file, ca.cert.pem()).unwrap();
+        }
         if let Some(tls) = config.get("server").and_then(|s| s.get("tls")) {
             let certified = rcgen::generate_simple_self_signed(vec!["codec.example.com".to_owned()]).unwrap();
             let (cert, key) =

@@ -26,6 +26,8 @@ pub struct Postgres {
     pub port: u16,
     bin: PathBuf,
     data: PathBuf,
+    /// Extra `-c name=value` server settings (TLS).
+    settings: String,
     _dir: tempfile::TempDir,
 }
 
@@ -74,6 +76,24 @@ fn run(mut command: Command, what: &str) {
     );
 }
 
+/// Runs a command with `text` on its stdin (as the postgres user when built by `pg_command`).
+trait StdinText {
+    fn stdin_text(&mut self, text: &str);
+}
+
+impl StdinText for Command {
+    fn stdin_text(&mut self, text: &str) {
+        use std::io::Write;
+        let mut child = self
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {:?}: {e}", self.get_program()));
+        child.stdin.take().expect("piped stdin").write_all(text.as_bytes()).expect("write stdin");
+        assert!(child.wait().expect("wait").success(), "{:?} failed", self.get_program());
+    }
+}
+
 fn free_port() -> u16 {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port()
 }
@@ -81,6 +101,15 @@ fn free_port() -> u16 {
 impl Postgres {
     /// Creates and starts a new cluster (about 1-2 s).
     pub fn start() -> Postgres {
+        Postgres::start_with(None)
+    }
+
+    /// A cluster that serves TLS with this certificate chain and key (PEM) as well as plain TCP.
+    pub fn start_tls(cert_pem: &str, key_pem: &str) -> Postgres {
+        Postgres::start_with(Some((cert_pem, key_pem)))
+    }
+
+    fn start_with(tls: Option<(&str, &str)>) -> Postgres {
         let bin = bin_dir();
         let dir = tempfile::tempdir().unwrap();
         // The postgres user must reach the directory, own the data directory and read the password file.
@@ -108,9 +137,22 @@ impl Postgres {
             .args(["-U", USER, "--auth-host=scram-sha-256", "--auth-local=trust", "--no-sync", "-E", "UTF8"])
             .arg(format!("--pwfile={}", pwfile.display()));
         run(initdb, "initdb");
+        let mut settings = String::new();
+        if let Some((cert, key)) = tls {
+            // The server reads its key only when the file is private to its owner.
+            let (cert_file, key_file) = (data.join("server.crt"), data.join("server.key"));
+            for (file, text) in [(&cert_file, cert), (&key_file, key)] {
+                pg_command(Path::new("/usr/bin/tee")).arg(file).stdin_text(text);
+                let mut chmod = pg_command(Path::new("/usr/bin/chmod"));
+                chmod.arg("0600").arg(file);
+                run(chmod, "chmod TLS file");
+            }
+            settings =
+                format!(" -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}", cert_file.display(), key_file.display());
+        }
         let port = free_port();
         let url = format!("postgres://{USER}:{PASSWORD}@127.0.0.1:{port}/postgres");
-        let pg = Postgres { url, port, bin, data, _dir: dir };
+        let pg = Postgres { url, port, bin, data, settings, _dir: dir };
         pg.start_again();
         pg
     }
@@ -120,9 +162,10 @@ impl Postgres {
         let socket_dir = self.data.clone();
         let mut c = pg_command(&self.bin.join("pg_ctl"));
         c.arg("-D").arg(&self.data).args(["-w", "-t", "30", "-l"]).arg(self.data.join("log")).arg("-o").arg(format!(
-            "-k {} -p {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off",
+            "-k {} -p {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off{}",
             socket_dir.display(),
-            self.port
+            self.port,
+            self.settings
         ));
         c.arg("start");
         run(c, "pg_ctl start");

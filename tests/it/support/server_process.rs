@@ -33,6 +33,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// A running server process.
 pub struct ServerProcess {
     pub port: u16,
+    /// The admin listener's port, when the config sets `server.admin_listen`.
+    pub admin_port: Option<u16>,
     pid: u32,
     wrapper: Child,
     _stdin: ChildStdin,
@@ -99,11 +101,16 @@ impl ServerProcess {
 
         let lines = Arc::new(Mutex::new(Vec::new()));
         let (port_tx, port_rx) = mpsc::channel();
+        let admin_port = Arc::new(Mutex::new(None));
+        let admin_seen = admin_port.clone();
         let stderr = wrapper.stderr.take().expect("stderr");
         let collected = lines.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(port) = listening_port(&line) {
+                if let Some(port) = logged_port(&line, "Admin listener (/healthz, /readyz, /metrics) listening.") {
+                    *admin_seen.lock().unwrap() = Some(port);
+                }
+                if let Some(port) = logged_port(&line, "Codec server listening.") {
                     let _ = port_tx.send(port);
                 }
                 collected.lock().unwrap().push(line);
@@ -112,7 +119,9 @@ impl ServerProcess {
         let port = port_rx.recv_timeout(START_TIMEOUT).unwrap_or_else(|_| {
             panic!("codec-server did not start listening; its log:\n{}", lines.lock().unwrap().join("\n"))
         });
-        ServerProcess { port, pid, wrapper, _stdin: stdin, lines, _dir: dir }
+        // The admin line is logged before the main one.
+        let admin_port = *admin_port.lock().unwrap();
+        ServerProcess { port, admin_port, pid, wrapper, _stdin: stdin, lines, _dir: dir }
     }
 
     /// `http://127.0.0.1:PORT{path}`.
@@ -159,11 +168,11 @@ impl Drop for ServerProcess {
     }
 }
 
-/// The port in the JSON "Codec server listening." line.
-fn listening_port(line: &str) -> Option<u16> {
+/// The port in the JSON log line whose message is `message`.
+fn logged_port(line: &str, message: &str) -> Option<u16> {
     let value: Value = serde_json::from_str(line).ok()?;
     let fields = value.get("fields")?;
-    if fields.get("message")?.as_str()? != "Codec server listening." {
+    if fields.get("message")?.as_str()? != message {
         return None;
     }
     u16::try_from(fields.get("port")?.as_u64()?).ok()

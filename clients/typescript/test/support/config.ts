@@ -77,6 +77,12 @@ jwks_url = ${tomlString(opts.jwksUrl)}
 algorithms = ["RS256"]
 ${policies}
 [[auth.policies]]
+match = "shared"
+decode = [${tomlString(principal(WORKER))}]
+encode = [${tomlString(principal(WORKER))}]
+on_deny = "passthrough"
+
+[[auth.policies]]
 match = "*"
 decode = []
 encode = []
