@@ -35,8 +35,9 @@ if command -v flock >/dev/null 2>&1; then
     flock 9
 fi
 
-# The real-browser test (tests/it/browser.rs): Debian's Chromium and the pinned npm playwright-core in
-# tests/browser/node_modules. Playwright never downloads a browser here; the test runs /usr/bin/chromium.
+# The real-browser tests (tests/it/browser.rs, tests/it/webui.rs): Debian's Chromium and the pinned npm
+# playwright-core in tests/browser/node_modules. Playwright never downloads a browser here; the tests run
+# /usr/bin/chromium.
 if [[ ! -x /usr/bin/chromium ]]; then
     apt_install chromium || die "/usr/bin/chromium is missing; install Debian's chromium package."
 fi

@@ -97,8 +97,13 @@ impl AwsBackend {
     /// Builds clients for `keks` (all `aws-kms://`). Loads credentials lazily: nothing is called here.
     pub async fn new(config: &AwsKmsConfig, keks: &[KekUri]) -> anyhow::Result<AwsBackend> {
         let mut arns = Vec::new();
+        let mut resolved = HashMap::new();
         for kek in keks {
             let arn = KeyArn::parse(kek.key_part()).map_err(|reason| anyhow::anyhow!("{kek}: {reason}"))?;
+            // A key ARN names itself; an alias ARN is resolved on first use.
+            if matches!(arn.resource, KeyResource::Key(_)) {
+                resolved.insert(kek.as_str().to_owned(), Arc::from(kek.key_part()));
+            }
             arns.push((kek.as_str().to_owned(), arn));
         }
         // A region is set here so loading never asks the instance metadata service for one.
@@ -130,11 +135,6 @@ impl AwsBackend {
                 .clone();
             keys.insert(uri, (arn, client));
         }
-        let resolved = keys
-            .iter()
-            .filter(|(_, (arn, _))| matches!(arn.resource, KeyResource::Key(_)))
-            .map(|(uri, _)| (uri.clone(), Arc::from(uri.trim_start_matches("aws-kms://"))))
-            .collect();
         Ok(AwsBackend { keys, resolved: RwLock::new(resolved) })
     }
 

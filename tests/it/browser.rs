@@ -128,7 +128,7 @@ impl Drop for Browser {
 }
 
 /// Fails with the install command when the system Chromium or the pinned `playwright-core` is missing.
-fn check_prerequisites(dir: &Path) {
+pub(crate) fn check_prerequisites(dir: &Path) {
     let fix = "run `bash scripts/test-env.sh` to install it";
     assert!(Path::new(CHROMIUM).is_file(), "{CHROMIUM} is missing (Debian package `chromium`); {fix}");
     let pinned: Value = serde_json::from_slice(&std::fs::read(dir.join("package.json")).expect("package.json"))

@@ -34,4 +34,7 @@ mod protocol;
 mod roundtrip;
 mod support;
 mod temporal_cli;
+#[cfg(feature = "aws-kms")]
+mod temporal_proxy;
+mod webui;
 mod workloads;
