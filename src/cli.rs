@@ -41,6 +41,10 @@ pub enum Command {
         /// Address to listen on, e.g. 127.0.0.1:8081; overrides `server.listen`.
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// Also allow this browser origin (CORS), e.g. http://localhost:8080; repeat for several. Added
+        /// to `cors.allowed_origins` (in dev mode: to the local Temporal UI on port 8233).
+        #[arg(long = "allow-origin", value_name = "URL")]
+        allow_origin: Vec<String>,
     },
     /// Load and validate the configuration, then print it with secrets redacted.
     CheckConfig,
@@ -88,11 +92,11 @@ pub enum Command {
 impl Cli {
     /// Runs the chosen command.
     pub async fn run(self) -> anyhow::Result<()> {
-        let listen = match &self.command {
-            Command::Serve { listen } => *listen,
-            _ => None,
+        let (listen, allow_origins) = match &self.command {
+            Command::Serve { listen, allow_origin } => (*listen, allow_origin.clone()),
+            _ => (None, Vec::new()),
         };
-        let overrides = Overrides { listen, data_dir: self.data_dir.clone() };
+        let overrides = Overrides { listen, data_dir: self.data_dir.clone(), allow_origins };
         match self.command {
             Command::Keygen { name, dir } => {
                 if crate::kms::KekUri::parse(&format!("local://{name}")).is_err() {
@@ -131,6 +135,17 @@ impl Cli {
             }
         }
     }
+}
+
+/// The text `codec-server` prints when a command fails: the error, then each cause on its own line.
+/// Built from `Display` only, so no backtrace is ever included (`anyhow`'s `Debug` would add one when
+/// `RUST_BACKTRACE` is set).
+pub fn error_report(error: &anyhow::Error) -> String {
+    let mut text = format!("error: {error}");
+    for cause in error.chain().skip(1) {
+        text.push_str(&format!("\n  caused by: {cause}"));
+    }
+    text
 }
 
 async fn serve(file: Option<&std::path::Path>, overrides: &Overrides) -> anyhow::Result<()> {
@@ -194,4 +209,16 @@ async fn transform(
     };
     println!("{}", String::from_utf8_lossy(&Payloads { payloads: out }.to_json()));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_report_lists_the_causes_and_never_a_backtrace() {
+        let error = anyhow::anyhow!("no such file").context("cannot read /etc/codec.toml: pass --config");
+        let report = error_report(&error);
+        assert_eq!(report, "error: cannot read /etc/codec.toml: pass --config\n  caused by: no such file");
+    }
 }

@@ -344,7 +344,9 @@ mod tests {
         assert_eq!(Operation::of_path("/codec/payments/decode", "/codec"), Operation::Decode);
         assert_eq!(Operation::of_path("/encode", ""), Operation::Encode);
         assert_eq!(Operation::of_path("/readyz", "/codec"), Operation::Readyz);
-        assert_eq!(Operation::of_path("/a/b/c/decode", ""), Operation::Other);
+        // Without a prefix any path ending in an operation is routed (suffix routing); with one, exactly.
+        assert_eq!(Operation::of_path("/a/b/c/decode", ""), Operation::Decode);
+        assert_eq!(Operation::of_path("/a/b/c/decode", "/codec"), Operation::Other);
         assert_eq!(Operation::of_path("/favicon.ico", ""), Operation::Other);
     }
 }

@@ -65,7 +65,7 @@ struct KmsCheck(Arc<dyn KmsBackend>);
 impl ReadinessCheck for KmsCheck {
     async fn check(&self) -> Result<(), &'static str> {
         self.0.health_check().await.map_err(|e| {
-            tracing::warn!(provider = %self.0.provider(), error = %e, "KMS health check failed.");
+            tracing::warn!(provider = %self.0.provider(), error = %e, fix = fix_for(&e), "KMS health check failed.");
             match e {
                 KmsError::Unavailable { .. } => "unreachable",
                 KmsError::AccessDenied { .. } => "access denied",
@@ -74,6 +74,19 @@ impl ReadinessCheck for KmsCheck {
                 KmsError::InvalidCiphertext | KmsError::UntrustedResponse { .. } | KmsError::NoBackend(_) => "error",
             }
         })
+    }
+}
+
+/// What an operator can do about a failed KMS check (the error itself names the KEK).
+fn fix_for(error: &KmsError) -> &'static str {
+    match error {
+        KmsError::KeyNotFound { .. } => "create the key, or correct its URI under [keyrings]",
+        KmsError::KeyDisabled { .. } => "enable the key (or its primary version), or move it to decrypt_only",
+        KmsError::AccessDenied { .. } => "grant the server's identity the key permissions listed in docs/backends.md",
+        KmsError::Unavailable { .. } => "check the KMS endpoint and network; the server keeps retrying",
+        KmsError::InvalidCiphertext | KmsError::UntrustedResponse { .. } | KmsError::NoBackend(_) => {
+            "check the [kms.*] section for this provider"
+        }
     }
 }
 
@@ -112,6 +125,8 @@ pub struct Readiness {
     cached: tokio::sync::Mutex<Option<(Instant, Arc<Report>)>>,
     /// The last finished dependency report, readable without waiting (`/metrics`).
     last: Mutex<Option<Arc<Report>>>,
+    /// Whether the first dependency report since start was made (its failures get a startup warning).
+    first_done: AtomicBool,
 }
 
 impl Readiness {
@@ -125,6 +140,7 @@ impl Readiness {
             timeout: CHECK_TIMEOUT,
             cached: tokio::sync::Mutex::new(None),
             last: Mutex::new(None),
+            first_done: AtomicBool::new(false),
         }
     }
 
@@ -182,6 +198,19 @@ impl Readiness {
         if !report.ready() {
             let failed: Vec<&str> = report.checks.iter().filter(|(_, r)| r.is_err()).map(|(n, _)| n.as_str()).collect();
             tracing::warn!(failed = ?failed, "A dependency is failing; this replica stays ready and serves what it can.");
+        }
+        if !self.first_done.swap(true, Ordering::AcqRel) {
+            // The first check after start: say plainly that the start found a problem (a missing KEK is
+            // named, with the fix, by the KMS warning above), instead of leaving it to /readyz?verbose.
+            for (name, result) in &report.checks {
+                if let Err(reason) = result {
+                    tracing::warn!(
+                        check = %name,
+                        reason,
+                        "Startup check failed: the server is serving, but requests that need this dependency fail until it is fixed. The warning above names the key and the fix."
+                    );
+                }
+            }
         }
         *cached = Some((self.clock.now(), report.clone()));
         if let Ok(mut last) = self.last.lock() {

@@ -6,18 +6,14 @@
 use std::net::TcpListener;
 use std::sync::Arc;
 
-use actix_cors::Cors;
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 
 use crate::audit::Audit;
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, CorsConfig, Mode};
+use crate::config::{Config, Mode};
 use crate::state::AppState;
-
-/// Request headers the Web UI and CLI send; always allowed.
-pub const BASE_ALLOWED_HEADERS: [&str; 4] = ["content-type", "x-namespace", "authorization", "authorization-extras"];
 
 /// A bound, not yet running server.
 pub struct Application {
@@ -52,14 +48,20 @@ impl Application {
             }
         };
         let listener = TcpListener::bind(config.server.listen)
-            .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+            .with_context(|| {
+                format!(
+                    "cannot listen on {}: choose a free address with --listen or server.listen (is another server running?)",
+                    config.server.listen
+                )
+            })?;
         let port = listener.local_addr()?.port();
         let cors = config.cors.clone();
         let app_state = state.clone();
         let separate_admin = config.server.admin_listen.is_some();
         let mut server = HttpServer::new(move || {
             App::new()
-                .wrap(cors_middleware(&cors))
+                .wrap(crate::cors::cors_middleware(&cors))
+                .wrap(actix_web::middleware::from_fn(crate::cors::json_refusals))
                 .wrap(actix_web::middleware::from_fn(crate::metrics::middleware))
                 .wrap(actix_web::middleware::from_fn(crate::request_id::middleware))
                 .app_data(app_state.clone())
@@ -173,22 +175,4 @@ fn warn_if_plain_http(config: &Config) {
             "kms.insecure_allow_plaintext_http = true: KMS endpoints on other hosts may be plain http, so KMS credentials and unwrapped data keys cross that hop in clear unless something else (a service mesh) encrypts it."
         );
     }
-}
-
-/// CORS per DESIGN §3: exact origins echoed with `Vary: Origin`, the UI's headers allowed, headers on
-/// error responses too (the middleware wraps every response, errors included).
-pub fn cors_middleware(config: &CorsConfig) -> Cors {
-    let mut headers: Vec<String> = BASE_ALLOWED_HEADERS.iter().map(|h| (*h).to_owned()).collect();
-    headers.extend(config.extra_allowed_headers.iter().map(|h| h.to_ascii_lowercase()));
-    let mut cors = Cors::default()
-        .allowed_methods(["POST", "GET", "OPTIONS"])
-        .allowed_headers(headers)
-        .max_age(usize::try_from(config.max_age.as_secs()).unwrap_or(usize::MAX));
-    for origin in &config.allowed_origins {
-        cors = cors.allowed_origin(origin.trim_end_matches('/'));
-    }
-    if config.allow_credentials {
-        cors = cors.supports_credentials();
-    }
-    cors
 }

@@ -153,7 +153,10 @@ fn build_authorizer(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Au
     }
     let policies = match &auth.policy_file {
         Some(path) => {
-            let store = Arc::new(PolicyStore::from_file(path).map_err(|e| anyhow::anyhow!("auth.policy_file: {e}"))?);
+            let store = Arc::new(
+                PolicyStore::from_file(path, auth.identity_claims())
+                    .map_err(|e| anyhow::anyhow!("auth.policy_file: {e}"))?,
+            );
             auth.check_issuer_names(&store.current()).context("auth.policy_file")?;
             store.watch(auth.policy_reload_interval);
             store

@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 use crate::config::{AuditConfig, AuditFailureMode};
 pub use event::{AuditEvent, Outcome};
 pub use stats::{AuditSnapshot, AuditStats};
-pub use store::{AuditFilter, AuditStore};
+pub use store::{AuditFilter, AuditStore, Cursor, Page};
 use writer::{Queued, Writer, WriterSettings, mark_unavailable};
 
 /// Audit failures.

@@ -49,6 +49,22 @@ pub struct AuditFilter {
     /// Exclusive upper bound, Unix milliseconds.
     pub until_ms: Option<i64>,
     pub limit: i64,
+    /// Keyset paging: only events older than this position (the `next` of a previous page).
+    pub before: Option<Cursor>,
+}
+
+/// A position in the newest-first order of events: `(time_ms, id)` of the last event of a page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cursor {
+    pub time_ms: i64,
+    pub id: i64,
+}
+
+/// One page of `query_page`: at most `limit` events, and where the next page starts if more match.
+#[derive(Debug, Default)]
+pub struct Page {
+    pub events: Vec<AuditEvent>,
+    pub next: Option<Cursor>,
 }
 
 impl AuditStore {
@@ -81,6 +97,52 @@ impl AuditStore {
                 .connect_lazy_with(options);
             Ok(AuditStore::Postgres(pool))
         }
+    }
+
+    /// Connects to a database that must already exist, for reading and pruning: a SQLite file is never
+    /// created, and a database without the audit table is refused with what to run.
+    pub async fn open_existing(url: &str, acquire_timeout: Duration) -> Result<AuditStore, AuditError> {
+        let not_migrated = |what: String| {
+            AuditError::Config(format!(
+                "{what}: run `codec-server migrate` with the same configuration first (or start the server with audit.migrate_on_start = true)"
+            ))
+        };
+        let store = if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)
+                .map_err(|e| AuditError::Config(format!("audit.database_url is not a valid SQLite URL: {e}")))?
+                .create_if_missing(false)
+                .busy_timeout(acquire_timeout);
+            let path = options.get_filename().to_path_buf();
+            if !path.is_file() {
+                return Err(not_migrated(format!("the audit database {} does not exist", path.display())));
+            }
+            let pool =
+                SqlitePoolOptions::new().max_connections(1).acquire_timeout(acquire_timeout).connect_lazy_with(options);
+            AuditStore::Sqlite(pool)
+        } else {
+            AuditStore::connect(url, 1, acquire_timeout)?
+        };
+        if !store.has_audit_table().await? {
+            store.close().await;
+            return Err(not_migrated(format!("the {} audit database has no audit_events table", store.kind())));
+        }
+        Ok(store)
+    }
+
+    /// Whether the schema has been created (`migrate` ran).
+    pub async fn has_audit_table(&self) -> Result<bool, AuditError> {
+        let n: i64 = match self {
+            AuditStore::Sqlite(pool) => {
+                let sql = "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'audit_events'";
+                sqlx::query_scalar(sql).fetch_one(pool).await?
+            }
+            AuditStore::Postgres(pool) => {
+                let sql = "SELECT COUNT(*) FROM information_schema.tables \
+                           WHERE table_name = 'audit_events' AND table_schema = ANY (current_schemas(false))";
+                sqlx::query_scalar(sql).fetch_one(pool).await?
+            }
+        };
+        Ok(n > 0)
     }
 
     /// `sqlite` or `postgres`.
@@ -159,10 +221,25 @@ impl AuditStore {
         Ok(())
     }
 
-    /// Events matching `filter`, newest first.
+    /// Events matching `filter`, newest first (at most `filter.limit`).
     pub async fn query(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, AuditError> {
+        Ok(self.query_page(filter).await?.events)
+    }
+
+    /// Like `query`, and says whether more events match: `next` is where the following page starts.
+    pub async fn query_page(&self, filter: &AuditFilter) -> Result<Page, AuditError> {
+        let mut rows = self.select(filter, filter.limit.saturating_add(1)).await?;
+        let more = i64::try_from(rows.len()).unwrap_or(i64::MAX) > filter.limit;
+        if more {
+            rows.pop();
+        }
+        let next = if more { rows.last().map(|(cursor, _)| *cursor) } else { None };
+        Ok(Page { events: rows.into_iter().map(|(_, event)| event).collect(), next })
+    }
+
+    async fn select(&self, filter: &AuditFilter, limit: i64) -> Result<Vec<(Cursor, AuditEvent)>, AuditError> {
         with_pool!(self, pool => {
-            let mut q = QueryBuilder::new(format!("SELECT {COLUMNS} FROM audit_events WHERE 1 = 1"));
+            let mut q = QueryBuilder::new(format!("SELECT id, {COLUMNS} FROM audit_events WHERE 1 = 1"));
             if let Some(v) = &filter.namespace {
                 q.push(" AND namespace = ").push_bind(v.as_str());
             }
@@ -181,9 +258,13 @@ impl AuditStore {
             if let Some(v) = filter.until_ms {
                 q.push(" AND time_ms < ").push_bind(v);
             }
-            q.push(" ORDER BY time_ms DESC, id DESC LIMIT ").push_bind(filter.limit);
+            if let Some(c) = filter.before {
+                q.push(" AND (time_ms < ").push_bind(c.time_ms);
+                q.push(" OR (time_ms = ").push_bind(c.time_ms).push(" AND id < ").push_bind(c.id).push("))");
+            }
+            q.push(" ORDER BY time_ms DESC, id DESC LIMIT ").push_bind(limit);
             let rows = q.build().fetch_all(pool).await?;
-            rows.iter().map(|row| Ok(AuditEvent {
+            rows.iter().map(|row| Ok((Cursor { time_ms: row.try_get("time_ms")?, id: row.try_get("id")? }, AuditEvent {
                 time_ms: row.try_get("time_ms")?,
                 request_id: row.try_get("request_id")?,
                 email: row.try_get("email")?,
@@ -202,7 +283,7 @@ impl AuditStore {
                 http_status: row.try_get("http_status")?,
                 client_addr: row.try_get("client_addr")?,
                 user_agent: row.try_get("user_agent")?,
-            })).collect()
+            }))).collect()
         })
     }
 

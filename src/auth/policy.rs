@@ -4,7 +4,10 @@
 //!
 //! What must stay true: no matching rule means no access; emails compare lower-case; people need a
 //! verified email and workloads are admitted only by a `sub:` rule (`*` never admits a caller without
-//! an email); a policy file that does not parse or validate never replaces the one in force.
+//! an email); a policy file that does not parse or validate never replaces the one in force; a
+//! principal that can never match (e.g. `group:` with no issuer that has a `groups_claim`) is refused
+//! at startup, by `check-config` and on reload (`Policies::check_matchable`), instead of silently
+//! denying everyone it names.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -51,6 +54,21 @@ pub struct PolicyRule {
 struct PolicyFile {
     #[serde(default)]
     policies: Vec<PolicyRule>,
+}
+
+/// What the trusted issuers can put into an `Identity`. A principal that needs something no issuer
+/// provides can never match. Built from the issuer configuration (`AuthConfig::identity_claims`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IdentityClaims {
+    /// Some issuer yields an email.
+    pub email: bool,
+    /// Some issuer has a `groups_claim`.
+    pub groups: bool,
+}
+
+impl IdentityClaims {
+    /// Every kind of claim is available (no check, e.g. with auth disabled).
+    pub const ALL: IdentityClaims = IdentityClaims { email: true, groups: true };
 }
 
 /// A principal pattern, parsed once.
@@ -105,6 +123,26 @@ impl Principal {
         }
     }
 
+    /// Why this principal can never match with `claims`, or `None` if it can.
+    fn never_matches(&self, claims: IdentityClaims) -> Option<&'static str> {
+        match self {
+            Principal::Group(_) if !claims.groups => {
+                Some("no [[auth.issuers]] entry sets groups_claim, so no identity has groups")
+            }
+            // People need a verified email (`admits`); only `sub:` principals admit callers without one.
+            Principal::Email(_) | Principal::Domain(_) | Principal::AnyAuthenticated | Principal::Group(_)
+                if !claims.email =>
+            {
+                Some("every [[auth.issuers]] entry has email_claim = \"none\", so no identity has an email")
+            }
+            Principal::Email(_)
+            | Principal::Domain(_)
+            | Principal::Group(_)
+            | Principal::AnyAuthenticated
+            | Principal::Subject { .. } => None,
+        }
+    }
+
     /// Whether a caller without an email can be admitted by this principal.
     fn is_workload(&self) -> bool {
         matches!(self, Principal::Subject { .. })
@@ -147,6 +185,9 @@ struct CompiledRule {
     pattern: String,
     decode: Vec<Principal>,
     encode: Vec<Principal>,
+    /// The principals as written, for messages.
+    decode_text: Vec<String>,
+    encode_text: Vec<String>,
     on_deny: OnDeny,
     passthrough_without_token: bool,
 }
@@ -181,6 +222,8 @@ impl Policies {
                 pattern: rule.pattern.clone(),
                 decode: parse(&rule.decode)?,
                 encode: parse(&rule.encode)?,
+                decode_text: rule.decode.iter().map(|p| p.trim().to_owned()).collect(),
+                encode_text: rule.encode.iter().map(|p| p.trim().to_owned()).collect(),
                 on_deny: rule.on_deny,
                 passthrough_without_token: rule.passthrough_without_token,
             });
@@ -188,6 +231,30 @@ impl Policies {
         // Exact names win over globs; among globs, file order.
         compiled.sort_by_key(|r| crate::glob::is_pattern(&r.pattern));
         Ok(Policies { rules: compiled })
+    }
+
+    /// The one check for principals that can never match with what the issuers provide; extend it with
+    /// every new principal kind. `Err` lists each such principal and how to fix it.
+    pub fn check_matchable(&self, claims: IdentityClaims) -> Result<(), String> {
+        let mut problems = Vec::new();
+        for rule in &self.rules {
+            let lists = [("decode", &rule.decode, &rule.decode_text), ("encode", &rule.encode, &rule.encode_text)];
+            for (op, principals, texts) in lists {
+                for (principal, text) in principals.iter().zip(texts) {
+                    if let Some(why) = principal.never_matches(claims) {
+                        problems.push(format!("policy `{}` {op}: `{text}` can never match: {why}", rule.pattern));
+                    }
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{}. Set the claim on the issuer (e.g. groups_claim = \"groups\") or remove the principal.",
+                problems.join("; ")
+            ))
+        }
     }
 
     fn rule_for(&self, namespace: &Namespace) -> Option<&CompiledRule> {
@@ -237,22 +304,32 @@ pub struct PolicyStore {
     current: RwLock<Arc<Policies>>,
     file: Option<PathBuf>,
     last_text: RwLock<Option<String>>,
+    /// What the issuers provide; a reloaded file must not name principals that can never match.
+    claims: IdentityClaims,
 }
 
 impl PolicyStore {
     /// Policies that never change (inline configuration).
     pub fn fixed(policies: Policies) -> PolicyStore {
-        PolicyStore { current: RwLock::new(Arc::new(policies)), file: None, last_text: RwLock::new(None) }
+        PolicyStore {
+            current: RwLock::new(Arc::new(policies)),
+            file: None,
+            last_text: RwLock::new(None),
+            claims: IdentityClaims::ALL,
+        }
     }
 
-    /// Policies from a file; it must load now (startup fails otherwise).
-    pub fn from_file(path: &Path) -> Result<PolicyStore, String> {
+    /// Policies from a file; it must load now, with no principal that can never match under `claims`
+    /// (startup fails otherwise). Reloads are held to the same rules.
+    pub fn from_file(path: &Path, claims: IdentityClaims) -> Result<PolicyStore, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let policies = load_policy_file(path)?;
+        policies.check_matchable(claims).map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(PolicyStore {
             current: RwLock::new(Arc::new(policies)),
             file: Some(path.to_path_buf()),
             last_text: RwLock::new(Some(text)),
+            claims,
         })
     }
 
@@ -272,8 +349,10 @@ impl PolicyStore {
         if self.last_text.read().unwrap_or_else(|e| e.into_inner()).as_deref() == Some(text.as_str()) {
             return false;
         }
-        let parsed =
-            toml::from_str::<PolicyFile>(&text).map_err(|e| e.to_string()).and_then(|f| Policies::compile(&f.policies));
+        let parsed = toml::from_str::<PolicyFile>(&text)
+            .map_err(|e| e.to_string())
+            .and_then(|f| Policies::compile(&f.policies))
+            .and_then(|p| p.check_matchable(self.claims).map(|()| p));
         *self.last_text.write().unwrap_or_else(|e| e.into_inner()) = Some(text);
         match parsed {
             Ok(policies) => {
@@ -453,7 +532,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p.toml");
         std::fs::write(&path, "[[policies]]\nmatch = \"*\"\ndecode = [\"a@x.io\"]\n").unwrap();
-        let store = PolicyStore::from_file(&path).unwrap();
+        let store = PolicyStore::from_file(&path, IdentityClaims::ALL).unwrap();
         let a = who(Some("a@x.io"), &[]);
         assert_eq!(store.current().decide(&a, &ns("n"), CodecOp::Decode), Decision::Allow);
         std::fs::write(&path, "[[policies]]\nmatch = \"*\"\ndecode = [\"not an email\"]\n").unwrap();
@@ -462,5 +541,64 @@ mod tests {
         std::fs::write(&path, "[[policies]]\nmatch = \"*\"\ndecode = [\"b@x.io\"]\n").unwrap();
         assert!(store.reload());
         assert_eq!(store.current().decide(&a, &ns("n"), CodecOp::Decode), Decision::Deny(OnDeny::Reject));
+    }
+
+    const NO_GROUPS: IdentityClaims = IdentityClaims { email: true, groups: false };
+
+    #[test]
+    fn a_group_principal_without_any_groups_claim_can_never_match_and_is_refused() {
+        let p = Policies::compile(&[
+            rule("payments", &["alice@x.io", "group:oncall"], &[], OnDeny::Reject),
+            rule("*", &[], &[" group:platform "], OnDeny::Passthrough),
+        ])
+        .unwrap();
+        let err = p.check_matchable(NO_GROUPS).unwrap_err();
+        assert!(err.contains("policy `payments` decode: `group:oncall` can never match"), "{err}");
+        assert!(err.contains("policy `*` encode: `group:platform`"), "{err}");
+        assert!(err.contains("groups_claim"), "the fix is named: {err}");
+        assert!(!err.contains("alice"), "{err}");
+        assert!(p.check_matchable(IdentityClaims::ALL).is_ok());
+    }
+
+    #[test]
+    fn email_principals_without_any_email_claim_can_never_match() {
+        let p = Policies::compile(&[rule("*", &["a@x.io", "*@x.io", "*"], &[], OnDeny::Reject)]).unwrap();
+        let err = p.check_matchable(IdentityClaims { email: false, groups: true }).unwrap_err();
+        for principal in ["`a@x.io`", "`*@x.io`", "`*`"] {
+            assert!(err.contains(principal), "{principal}: {err}");
+        }
+    }
+
+    #[test]
+    fn with_only_workload_issuers_sub_principals_can_match_and_people_principals_cannot() {
+        let p = Policies::compile(&[rule(
+            "*",
+            &["sub:system:serviceaccount:payments:*", "sub@prod:ci-*", "alice@x.io"],
+            &["group:ops"],
+            OnDeny::Reject,
+        )])
+        .unwrap();
+        let err = p.check_matchable(IdentityClaims { email: false, groups: true }).unwrap_err();
+        assert!(err.contains("`alice@x.io` can never match") && err.contains("email_claim"), "{err}");
+        assert!(err.contains("`group:ops` can never match"), "{err}");
+        assert!(!err.contains("sub:") && !err.contains("sub@"), "workload principals match without email: {err}");
+        let workloads_only = Policies::compile(&[rule("*", &["sub:ci-*"], &[], OnDeny::Reject)]).unwrap();
+        assert!(workloads_only.check_matchable(IdentityClaims { email: false, groups: false }).is_ok());
+    }
+
+    #[test]
+    fn a_policy_file_naming_a_principal_that_can_never_match_is_refused_at_load_and_on_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.toml");
+        std::fs::write(&path, "[[policies]]\nmatch = \"*\"\ndecode = [\"group:oncall\"]\n").unwrap();
+        let err = PolicyStore::from_file(&path, NO_GROUPS).err().expect("refused at load");
+        assert!(err.contains("group:oncall") && err.contains("groups_claim"), "{err}");
+
+        std::fs::write(&path, "[[policies]]\nmatch = \"*\"\ndecode = [\"a@x.io\"]\n").unwrap();
+        let store = PolicyStore::from_file(&path, NO_GROUPS).unwrap();
+        std::fs::write(&path, "[[policies]]\nmatch = \"*\"\ndecode = [\"b@x.io\", \"group:oncall\"]\n").unwrap();
+        assert!(!store.reload(), "a reload that can never match is refused");
+        let a = who(Some("a@x.io"), &[]);
+        assert_eq!(store.current().decide(&a, &ns("n"), CodecOp::Decode), Decision::Allow, "the old policies stay");
     }
 }

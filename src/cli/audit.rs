@@ -7,13 +7,13 @@ use anyhow::{Context, bail};
 use clap::{Subcommand, ValueEnum};
 
 use crate::audit::event::without_controls;
-use crate::audit::{AuditEvent, AuditFilter, AuditStore, Outcome, now_millis};
+use crate::audit::{AuditError, AuditEvent, AuditFilter, AuditStore, Outcome, now_millis};
 use crate::config::Config;
 
 /// `audit` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Print events, newest first.
+    /// Print events, newest first. When more events match than were printed, a note on stderr says so.
     Query {
         #[arg(long)]
         namespace: Option<String>,
@@ -31,8 +31,12 @@ pub enum AuditCommand {
         /// End (exclusive): an RFC 3339 time or an age.
         #[arg(long)]
         until: Option<String>,
-        #[arg(long, default_value_t = 100)]
+        /// Most events to print (newest first); a note on stderr says when more match.
+        #[arg(long, default_value_t = 100, conflicts_with = "all")]
         limit: i64,
+        /// Print every matching event, read from the database in pages of 1000.
+        #[arg(long)]
+        all: bool,
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
@@ -52,17 +56,29 @@ pub enum Format {
     Csv,
 }
 
-/// Connects to the configured audit database (no migrations: `migrate` does that).
-async fn open(config: &Config) -> anyhow::Result<AuditStore> {
+/// Page size of `audit query --all`.
+const ALL_PAGE: i64 = 1000;
+
+/// Connects to the configured audit database for `migrate` (a SQLite file is created if missing).
+async fn open_for_migrate(config: &Config) -> anyhow::Result<AuditStore> {
     let url = config.audit_database_url();
     let store = AuditStore::connect(&url, 1, config.audit.write_timeout)?;
     store.ping().await.context("cannot reach the audit database (audit.database_url)")?;
     Ok(store)
 }
 
+/// Connects to an audit database that `migrate` already set up; creates nothing.
+async fn open_existing(config: &Config) -> anyhow::Result<AuditStore> {
+    let url = config.audit_database_url();
+    AuditStore::open_existing(&url, config.audit.write_timeout).await.map_err(|e| match e {
+        AuditError::Config(text) => anyhow::anyhow!(text),
+        other => anyhow::Error::new(other).context("cannot reach the audit database (audit.database_url)"),
+    })
+}
+
 /// `codec-server migrate`.
 pub async fn migrate(config: &Config) -> anyhow::Result<()> {
-    let store = open(config).await?;
+    let store = open_for_migrate(config).await?;
     let applied = store.migrate().await?;
     println!("{}: {applied} migration(s) applied; schema is current", store.kind());
     store.close().await;
@@ -71,9 +87,8 @@ pub async fn migrate(config: &Config) -> anyhow::Result<()> {
 
 /// `codec-server audit …`.
 pub async fn run(config: &Config, command: AuditCommand) -> anyhow::Result<()> {
-    let store = open(config).await?;
     match command {
-        AuditCommand::Query { namespace, email, operation, outcome, since, until, limit, format } => {
+        AuditCommand::Query { namespace, email, operation, outcome, since, until, limit, all, format } => {
             if !(1..=1_000_000).contains(&limit) {
                 bail!("--limit must be between 1 and 1000000");
             }
@@ -96,19 +111,54 @@ pub async fn run(config: &Config, command: AuditCommand) -> anyhow::Result<()> {
                 outcome,
                 since_ms: since.as_deref().map(parse_time).transpose().context("--since")?,
                 until_ms: until.as_deref().map(parse_time).transpose().context("--until")?,
-                limit,
+                limit: if all { ALL_PAGE } else { limit },
+                before: None,
             };
-            let events = store.query(&filter).await?;
-            let mut out = std::io::stdout().lock();
-            print_events(&mut out, &events, format)?;
+            let store = open_existing(config).await?;
+            let result = query(&store, filter, all, format).await;
+            store.close().await;
+            result
         }
         AuditCommand::Prune { older_than } => {
+            let store = open_existing(config).await?;
             let cutoff = now_millis().saturating_sub(i64::try_from(older_than.as_millis()).unwrap_or(i64::MAX));
             let deleted = store.prune(cutoff).await?;
             println!("deleted {deleted} event(s) older than {}", format_time(cutoff));
+            store.close().await;
+            Ok(())
         }
     }
-    store.close().await;
+}
+
+/// Prints one page, or with `all` every page; says on stderr when more events match than were printed.
+async fn query(store: &AuditStore, mut filter: AuditFilter, all: bool, format: Format) -> anyhow::Result<()> {
+    let mut out = std::io::BufWriter::new(std::io::stdout());
+    let mut table = Vec::new();
+    let mut printed = 0usize;
+    write_header(&mut out, format)?;
+    loop {
+        let page = store.query_page(&filter).await?;
+        printed += page.events.len();
+        match format {
+            // A table needs every row for its column widths.
+            Format::Table => table.extend(page.events),
+            _ => write_rows(&mut out, &page.events, format)?,
+        }
+        match page.next {
+            Some(next) if all => filter.before = Some(next),
+            Some(_) => {
+                write_table(&mut out, &table, format)?;
+                out.flush()?;
+                eprintln!(
+                    "note: more events match; showing the newest {printed}. Use --all for every match, or narrow with --since/--until."
+                );
+                return Ok(());
+            }
+            None => break,
+        }
+    }
+    write_table(&mut out, &table, format)?;
+    out.flush()?;
     Ok(())
 }
 
@@ -174,8 +224,16 @@ fn fields_raw(e: &AuditEvent) -> [String; 15] {
     ]
 }
 
-/// Writes the events in `format`.
-pub fn print_events(out: &mut impl Write, events: &[AuditEvent], format: Format) -> std::io::Result<()> {
+/// The CSV header line (nothing for the other formats).
+fn write_header(out: &mut impl Write, format: Format) -> std::io::Result<()> {
+    match format {
+        Format::Csv => writeln!(out, "{}", HEADERS.join(",")),
+        Format::Json | Format::Table => Ok(()),
+    }
+}
+
+/// JSON lines or CSV rows, streamed page by page (nothing for a table).
+fn write_rows(out: &mut impl Write, events: &[AuditEvent], format: Format) -> std::io::Result<()> {
     match format {
         Format::Json => {
             for e in events {
@@ -195,12 +253,20 @@ pub fn print_events(out: &mut impl Write, events: &[AuditEvent], format: Format)
             }
         }
         Format::Csv => {
-            writeln!(out, "{}", HEADERS.join(","))?;
             for e in events {
                 let row: Vec<String> = fields(e).iter().map(|f| csv_field(f)).collect();
                 writeln!(out, "{}", row.join(","))?;
             }
         }
+        Format::Table => {}
+    }
+    Ok(())
+}
+
+/// The whole table, aligned (nothing for the streamed formats).
+fn write_table(out: &mut impl Write, events: &[AuditEvent], format: Format) -> std::io::Result<()> {
+    match format {
+        Format::Json | Format::Csv => {}
         Format::Table => {
             // The columns people scan; json/csv have them all.
             let columns = [0usize, 2, 5, 6, 7, 8, 10, 11, 12];

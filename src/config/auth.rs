@@ -152,6 +152,17 @@ impl IssuerConfig {
     }
 }
 
+impl AuthConfig {
+    /// What the configured issuers can put into an identity, for `Policies::check_matchable`: the one
+    /// place that knows which issuer settings yield which claims.
+    pub fn identity_claims(&self) -> crate::auth::policy::IdentityClaims {
+        crate::auth::policy::IdentityClaims {
+            email: self.issuers.iter().any(|i| i.email_claim().is_some()),
+            groups: self.issuers.iter().any(|i| i.groups_claim.as_deref().is_some_and(|c| !c.is_empty())),
+        }
+    }
+}
+
 impl Config {
     pub(super) fn validate_auth(&self) -> anyhow::Result<()> {
         match self.auth.mode {
@@ -181,6 +192,9 @@ impl Config {
                 let policies = crate::auth::policy::Policies::compile(&self.auth.policies)
                     .map_err(|e| anyhow::anyhow!("auth.{e}"))?;
                 self.auth.check_issuer_names(&policies)?;
+                policies
+                    .check_matchable(self.auth.identity_claims())
+                    .map_err(|e| anyhow::anyhow!("auth.policies: {e}"))?;
             }
         }
         Ok(())

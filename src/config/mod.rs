@@ -58,7 +58,8 @@ pub struct ServerConfig {
     /// e.g. `0.0.0.0:8082`. When set, `listen` serves the codec routes and `/healthz` only, so an
     /// ingress in front of it never publishes metrics or readiness. Unset: everything on `listen`.
     pub admin_listen: Option<SocketAddr>,
-    /// A path prefix in front of every codec route, e.g. `/codec` behind a shared ingress.
+    /// Optional exact path prefix in front of every codec route, e.g. `/codec`. Empty (the default): any
+    /// prefix is accepted by suffix routing (see `protocol::route`).
     pub path_prefix: String,
     /// Used when a request names no namespace (neither `X-Namespace` nor a path segment).
     pub default_namespace: Option<String>,
@@ -362,6 +363,8 @@ pub enum Mode {
 pub struct Overrides {
     pub listen: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
+    /// `serve --allow-origin`: origins added to `cors.allowed_origins` (validated like them).
+    pub allow_origins: Vec<String>,
 }
 
 impl Config {
@@ -418,6 +421,11 @@ impl Config {
         }
         if let Some(dir) = &overrides.data_dir {
             config.data_dir = dir.clone();
+        }
+        for origin in &overrides.allow_origins {
+            if !config.cors.allowed_origins.contains(origin) {
+                config.cors.allowed_origins.push(origin.clone());
+            }
         }
         config.validate()?;
         Ok((config, mode))
@@ -504,10 +512,10 @@ impl Config {
                 bail!("cors.allowed_origins: \"*\" is not allowed; list the Web UI origins exactly");
             }
             let Some((scheme, host)) = o.split_once("://") else {
-                bail!("cors.allowed_origins: `{origin}` must look like https://temporal.example.com");
+                bail!("cors.allowed_origins / --allow-origin: `{origin}` must look like https://temporal.example.com");
             };
             if !matches!(scheme, "http" | "https") || host.is_empty() || host.contains('/') {
-                bail!("cors.allowed_origins: `{origin}` must be scheme://host[:port] with no path");
+                bail!("cors.allowed_origins / --allow-origin: `{origin}` must be scheme://host[:port] with no path");
             }
         }
         Ok(())

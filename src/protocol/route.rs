@@ -1,9 +1,21 @@
 //! Suffix routing: a codec call is any path whose last segment is `encode`, `decode` or `download`.
 //!
-//! Clients add prefixes (`/codec/decode`), a namespace segment (`/{namespace}/decode`, the CLI replaces
-//! `{namespace}` in its endpoint) and doubled slashes (an endpoint that ends in `/`). We strip the
-//! configured prefix, ignore empty segments, and read at most one segment before the operation as the
-//! namespace. Query strings never take part (actix gives us the path without them).
+//! Clients add prefixes (`/codec/decode`, an ingress that forwards its path unchanged), a namespace
+//! segment (`/{namespace}/decode`, the CLI replaces `{namespace}` in its endpoint) and doubled slashes
+//! (an endpoint that ends in `/`). Empty segments are ignored; query strings never take part (actix
+//! gives us the path without them). Two modes:
+//!
+//! - **No `server.path_prefix` (the default): suffix routing needs no configuration.** The last
+//!   segment is the operation. With `X-Namespace` present the namespace is the header's: a path segment
+//!   equal to it right before the operation is accepted, and everything else in front is a prefix that
+//!   takes no part. Without the header the segment right before the operation is the namespace.
+//! - **`server.path_prefix` set: exact.** The prefix is stripped when present, and at most one segment
+//!   may stand between it and the operation: that segment is the namespace, and one that differs from
+//!   `X-Namespace` is refused (`namespace-mismatch`). Anything longer is 404.
+//!
+//! What must stay true: this module only decides which segment *names* the namespace; the name is
+//! validated once in `request::resolve_namespace`, and that one value is what keys, policy and audit
+//! see. A path segment never overrides the header.
 
 /// The operation a codec path asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,16 +45,19 @@ pub struct CodecPath {
 }
 
 impl CodecPath {
-    /// Parses a request path; `None` when it is not a codec route (answered 404).
+    /// Parses a request path without looking at headers (metrics labels, tests); `None` when it is not
+    /// a codec route (answered 404).
     pub fn parse(path: &str, prefix: &str) -> Option<CodecPath> {
-        let prefix = prefix.trim_matches('/');
-        let mut segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-        if !prefix.is_empty() {
-            let prefix_segments: Vec<&str> = prefix.split('/').filter(|s| !s.is_empty()).collect();
-            if segments.starts_with(&prefix_segments) {
-                segments.drain(..prefix_segments.len());
-            }
-        }
+        CodecPath::resolve(path, prefix, None)
+    }
+
+    /// Parses a request path knowing the raw `X-Namespace` header (`None` when absent).
+    ///
+    /// Without a configured prefix and with the header present, `namespace_segment` is either `None`
+    /// (the path carries a prefix or nothing in front of the operation) or exactly the header's bytes,
+    /// so the namespace that follows is always the header's.
+    pub fn resolve(path: &str, prefix: &str, namespace_header: Option<&[u8]>) -> Option<CodecPath> {
+        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         let (last, before) = segments.split_last()?;
         let op = match *last {
             "encode" => CodecOp::Encode,
@@ -50,11 +65,20 @@ impl CodecPath {
             "download" => CodecOp::Download,
             _ => return None,
         };
-        match before {
-            [] => Some(CodecPath { op, namespace_segment: None }),
-            [ns] => Some(CodecPath { op, namespace_segment: Some((*ns).to_owned()) }),
-            _ => None,
-        }
+        let prefix: Vec<&str> = prefix.split('/').filter(|s| !s.is_empty()).collect();
+        let namespace_segment = if prefix.is_empty() {
+            match namespace_header {
+                Some(header) => before.last().filter(|segment| segment.as_bytes() == header),
+                None => before.last(),
+            }
+        } else {
+            match before.strip_prefix(prefix.as_slice()).unwrap_or(before) {
+                [] => None,
+                [ns] => Some(ns),
+                _ => return None,
+            }
+        };
+        Some(CodecPath { op, namespace_segment: namespace_segment.map(|s| (*s).to_owned()) })
     }
 }
 
@@ -62,25 +86,62 @@ impl CodecPath {
 mod tests {
     use super::*;
 
-    fn parse(path: &str) -> Option<(CodecOp, Option<String>)> {
+    fn exact(path: &str) -> Option<(CodecOp, Option<String>)> {
         CodecPath::parse(path, "/codec/").map(|p| (p.op, p.namespace_segment))
     }
 
-    #[test]
-    fn routes_every_shape_clients_send() {
-        assert_eq!(parse("/decode"), Some((CodecOp::Decode, None)));
-        assert_eq!(parse("//decode"), Some((CodecOp::Decode, None)));
-        assert_eq!(parse("/encode/"), Some((CodecOp::Encode, None)));
-        assert_eq!(parse("/codec/decode"), Some((CodecOp::Decode, None)));
-        assert_eq!(parse("/codec//payments/decode"), Some((CodecOp::Decode, Some("payments".into()))));
-        assert_eq!(parse("/payments/encode"), Some((CodecOp::Encode, Some("payments".into()))));
-        assert_eq!(parse("/download"), Some((CodecOp::Download, None)));
+    fn suffix(path: &str, header: Option<&str>) -> Option<(CodecOp, Option<String>)> {
+        CodecPath::resolve(path, "", header.map(str::as_bytes)).map(|p| (p.op, p.namespace_segment))
+    }
+
+    fn ns(name: &str) -> Option<String> {
+        Some(name.to_owned())
     }
 
     #[test]
-    fn everything_else_is_not_a_codec_route() {
-        for path in ["/", "/decoder", "/a/b/decode", "/healthz", "/encode/x"] {
-            assert_eq!(parse(path), None, "{path}");
+    fn with_a_configured_prefix_routes_every_shape_clients_send() {
+        assert_eq!(exact("/decode"), Some((CodecOp::Decode, None)));
+        assert_eq!(exact("//decode"), Some((CodecOp::Decode, None)));
+        assert_eq!(exact("/encode/"), Some((CodecOp::Encode, None)));
+        assert_eq!(exact("/codec/decode"), Some((CodecOp::Decode, None)));
+        assert_eq!(exact("/codec//payments/decode"), Some((CodecOp::Decode, ns("payments"))));
+        assert_eq!(exact("/payments/encode"), Some((CodecOp::Encode, ns("payments"))));
+        assert_eq!(exact("/download"), Some((CodecOp::Download, None)));
+    }
+
+    #[test]
+    fn with_a_configured_prefix_anything_longer_is_not_a_codec_route() {
+        for path in ["/", "/decoder", "/a/b/decode", "/codec/a/b/decode", "/healthz", "/encode/x"] {
+            assert_eq!(exact(path), None, "{path}");
+        }
+    }
+
+    #[test]
+    fn without_a_prefix_the_header_names_the_namespace_and_the_rest_is_a_prefix() {
+        let h = Some("default");
+        assert_eq!(suffix("/decode", h), Some((CodecOp::Decode, None)));
+        assert_eq!(suffix("//decode", h), Some((CodecOp::Decode, None)));
+        assert_eq!(suffix("/codec/decode", h), Some((CodecOp::Decode, None)));
+        assert_eq!(suffix("/codec/default/decode", h), Some((CodecOp::Decode, ns("default"))));
+        assert_eq!(suffix("/a/b/default//encode", h), Some((CodecOp::Encode, ns("default"))));
+        // A segment that differs from the header is a prefix, never a second namespace.
+        assert_eq!(suffix("/payments/decode", h), Some((CodecOp::Decode, None)));
+        assert_eq!(suffix("/default/codec/decode", h), Some((CodecOp::Decode, None)));
+    }
+
+    #[test]
+    fn without_a_prefix_or_header_the_segment_before_the_operation_is_the_namespace() {
+        assert_eq!(suffix("/decode", None), Some((CodecOp::Decode, None)));
+        assert_eq!(suffix("/payments/encode", None), Some((CodecOp::Encode, ns("payments"))));
+        assert_eq!(suffix("/codec/payments//decode", None), Some((CodecOp::Decode, ns("payments"))));
+        assert_eq!(suffix("/../decode", None), Some((CodecOp::Decode, ns(".."))), "validated later, refused there");
+    }
+
+    #[test]
+    fn without_a_prefix_only_the_last_segment_decides_the_route() {
+        for path in ["/", "/decoder", "/healthz", "/encode/x", "/nothing/here/at/all"] {
+            assert_eq!(suffix(path, Some("default")), None, "{path}");
+            assert_eq!(suffix(path, None), None, "{path}");
         }
     }
 }

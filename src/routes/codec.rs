@@ -6,6 +6,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::{decode, encode};
 use crate::error::ApiError;
+use crate::protocol::request::NAMESPACE_HEADER;
 use crate::protocol::{CodecOp, CodecPath, CodecRequest};
 use crate::state::AppState;
 
@@ -16,7 +17,9 @@ pub async fn dispatch(
     body: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let path = CodecPath::parse(req.path(), &state.protocol.path_prefix).ok_or(ApiError::NotFound)?;
+    let namespace_header = req.headers().get(NAMESPACE_HEADER).map(|v| v.as_bytes());
+    let path =
+        CodecPath::resolve(req.path(), &state.protocol.path_prefix, namespace_header).ok_or(ApiError::NotFound)?;
     match *req.method() {
         Method::POST => {}
         Method::OPTIONS => return Ok(HttpResponse::NoContent().insert_header((ALLOW, "POST, OPTIONS")).finish()),

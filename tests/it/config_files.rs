@@ -117,3 +117,54 @@ fn the_encode_and_decode_subcommands_round_trip_through_stdin() {
     assert!(sealed.contains("YmluYXJ5L2ttcy1lbnZlbG9wZQ==") && !sealed.contains("eyJjYXJkIjoiNDExMSJ9"));
     assert_eq!(run("decode", &sealed).trim(), original);
 }
+
+#[test]
+fn startup_and_cli_errors_print_the_message_and_the_fix_never_a_backtrace() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = taken.local_addr().unwrap().to_string();
+    let backtrace = [("RUST_BACKTRACE", "full"), ("RUST_LIB_BACKTRACE", "1")];
+
+    let runs = [
+        (vec!["serve", "--data-dir", data, "--listen", &taken], "--listen"),
+        (vec!["check-config", "--config", "/nonexistent/codec.toml"], "/nonexistent/codec.toml"),
+        (vec!["audit", "query", "--data-dir", data, "--since", "yesterday-ish"], "24h"),
+    ];
+    for (args, fix) in runs {
+        let out = codec_server(&args, &backtrace);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains("error: "), "{args:?}: {err}");
+        assert!(err.contains(fix), "{args:?}: the fix is named: {err}");
+        for trace in ["backtrace", "Backtrace", ".rs:"] {
+            assert!(!err.contains(trace), "{args:?}: `{trace}` in {err}");
+        }
+    }
+}
+
+#[test]
+fn check_config_refuses_a_group_rule_when_no_issuer_has_a_groups_claim() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    assert!(codec_server(&["keygen", "--name", "main", "--data-dir", data], &[]).status.success());
+    let config = |issuer_extra: &str| {
+        format!(
+            "data_dir = {data:?}\n[auth]\nmode = \"jwt\"\n[[auth.issuers]]\nissuer = \"https://login.example.com/\"\n\
+             audiences = [\"temporal-codec\"]\njwks_url = \"https://login.example.com/jwks.json\"\n{issuer_extra}\n\
+             [[auth.policies]]\nmatch = \"payments\"\ndecode = [\"*@example.com\", \"group:oncall\"]\n\
+             [keyrings.main]\nprimary = [\"local://main\"]\n[[namespaces]]\nmatch = \"*\"\nkeyring = \"main\"\n"
+        )
+    };
+    let file = dir.path().join("codec.toml");
+
+    std::fs::write(&file, config("")).unwrap();
+    let refused = codec_server(&["check-config", "--config", file.to_str().unwrap()], &[]);
+    let err = stderr(&refused);
+    assert!(!refused.status.success(), "a rule that can never match was accepted");
+    assert!(err.contains("`group:oncall` can never match") && err.contains("groups_claim"), "{err}");
+
+    std::fs::write(&file, config("groups_claim = \"groups\"")).unwrap();
+    let accepted = codec_server(&["check-config", "--config", file.to_str().unwrap()], &[]);
+    assert!(accepted.status.success(), "{}", stderr(&accepted));
+}

@@ -162,7 +162,11 @@ async fn configured_extra_headers_are_allowed_in_preflight_and_others_are_not() 
 
 #[tokio::test]
 async fn error_responses_to_an_allowed_origin_carry_the_cors_headers() {
-    let app = TestApp::spawn_with(|c| c.server.max_body_bytes = 4096).await;
+    let app = TestApp::spawn_with(|c| {
+        c.server.max_body_bytes = 4096;
+        c.server.path_prefix = "/codec".into(); // exact routing, where a namespace mismatch is still an error
+    })
+    .await;
     let body = to_json(&[payload(b"1")]).to_string();
     let client = &app.client;
     let from_ui = |request: reqwest::RequestBuilder| request.header("origin", DEV_UI);
@@ -208,4 +212,75 @@ async fn error_responses_to_an_allowed_origin_carry_the_cors_headers() {
         let error: serde_json::Value = response.json().await.unwrap();
         assert!(error["error"]["code"].is_string(), "{what}: the browser can read our message");
     }
+}
+
+#[tokio::test]
+async fn a_refused_preflight_answers_a_json_error_with_vary_origin_like_every_other_error() {
+    let app = TestApp::spawn().await;
+
+    let cases = [
+        ("https://evil.example", UI_HEADERS, "cors-origin-not-allowed"),
+        (DEV_UI, "content-type,x-not-configured", "cors-headers-not-allowed"),
+    ];
+    for (origin, requested, code) in cases {
+        let response = preflight(&app, "/decode", origin, requested).await;
+        let headers = response.headers().clone();
+        assert_eq!(response.status(), 400, "{origin} {requested}");
+        assert_eq!(header(&headers, "content-type"), Some("application/json"), "{origin}");
+        assert!(tokens(&headers, "vary").contains(&"origin".to_owned()), "Vary lacks Origin: {headers:?}");
+        assert_eq!(header(&headers, "access-control-allow-origin"), None, "a refused preflight allows nothing");
+        assert!(headers.contains_key("x-request-id"), "{headers:?}");
+        let error: serde_json::Value = response.json().await.expect("JSON error body");
+        assert_eq!(error["error"]["code"], code, "{error}");
+        let message = error["error"]["message"].as_str().expect("message");
+        assert!(message.contains("cors."), "the message names the setting to change: {message}");
+        assert!(!message.contains("evil"), "the caller's origin is not echoed: {message}");
+    }
+}
+
+#[tokio::test]
+async fn serve_allow_origin_adds_origins_to_the_dev_default_and_nothing_else() {
+    use crate::support::server_process::ServerProcess;
+
+    let server = ServerProcess::start_dev(
+        &["--allow-origin", "http://localhost:8080", "--allow-origin", "https://ui.example.com/"],
+        &[],
+    );
+    let client = reqwest::Client::new();
+    let preflight_from = |origin: &'static str| {
+        client
+            .request(Method::OPTIONS, server.url("/decode"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", UI_HEADERS)
+            .send()
+    };
+
+    for origin in ["http://localhost:8080", "https://ui.example.com", DEV_UI] {
+        let response = preflight_from(origin).await.unwrap();
+        assert!(response.status().is_success(), "{origin}: {}", response.status());
+        assert_echoes_origin_with_vary(response.headers(), origin, origin);
+    }
+    let refused = preflight_from("http://localhost:9999").await.unwrap();
+    assert_eq!(refused.status(), 400);
+    assert_eq!(header(refused.headers(), "access-control-allow-origin"), None);
+}
+
+#[test]
+fn several_origins_can_be_listed_in_one_environment_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_codec-server"))
+        .args(["check-config", "--data-dir"])
+        .arg(dir.path())
+        .env_remove("CODEC_CONFIG")
+        .env("CODEC_CORS__ALLOWED_ORIGINS", r#"["https://temporal.example.com","http://localhost:8080"]"#)
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let cors = printed.split("[cors]").nth(1).expect("[cors] printed");
+    for origin in ["\"https://temporal.example.com\"", "\"http://localhost:8080\""] {
+        assert!(cors.contains(origin), "{origin} not in {cors}");
+    }
+    assert!(!cors.contains("8233"), "the variable replaces the list: {cors}");
 }

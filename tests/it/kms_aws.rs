@@ -215,3 +215,51 @@ fn a_malformed_key_arn_or_half_of_a_static_credential_is_refused_with_how_to_fix
     let message = format!("{:#}", config.validate().unwrap_err());
     assert!(message.contains("[kms.aws]") && message.contains("secret_access_key"), "{message}");
 }
+
+#[tokio::test]
+async fn a_missing_kek_is_named_in_a_startup_warning_and_the_server_still_starts() {
+    use crate::support::server_process::ServerProcess;
+
+    // The local KEK seals (so serving can be checked); the AWS KEK does not exist. Only the missing key
+    // is on the shared moto server, so other tests' use of it cannot change what this one sees.
+    let moto = MotoServer::shared();
+    let missing = "arn:aws:kms:eu-west-1:123456789012:key/00000000-0000-4000-8000-00000000dead";
+    let keys = format!(
+        "[kms.aws]\nendpoint_url = {url:?}\naccess_key_id = \"testing\"\nsecret_access_key = \"testing\"\n\n\
+         [keyrings.main]\nprimary = [\"local://main\"]\ndecrypt_only = [\"aws-kms://{missing}\"]\n\n\
+         [[namespaces]]\nmatch = \"*\"\nkeyring = \"main\"\n",
+        url = moto.url,
+    );
+    let server = ServerProcess::start_with_keys("", &keys, &[("AWS_EC2_METADATA_DISABLED", "true")]);
+
+    let named = |log: &[serde_json::Value]| {
+        log.iter().any(|line| {
+            line["level"] == "WARN" && line["fields"]["error"].as_str().is_some_and(|e| e.contains(missing))
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40); // first check: 10 s after start
+    while !named(&server.json_log()) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let log = server.json_log();
+    assert!(named(&log), "no startup warning names {missing}:\n{}", server.log().join("\n"));
+    let warning = log.iter().find(|l| l["fields"]["error"].as_str().is_some_and(|e| e.contains(missing))).unwrap();
+    assert!(warning["fields"]["fix"].as_str().is_some_and(|f| f.contains("[keyrings]")), "{warning}");
+    assert!(
+        log.iter().any(|l| l["level"] == "WARN"
+            && l["fields"]["message"].as_str().is_some_and(|m| m.starts_with("Startup check failed"))),
+        "{}",
+        server.log().join("\n")
+    );
+
+    // Still serving: encode works with the key that exists.
+    let response = reqwest::Client::new()
+        .post(server.url("/encode"))
+        .header("content-type", "application/json")
+        .header("x-namespace", "default")
+        .body(crate::helpers::to_json(&[payload(b"still up")]).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}

@@ -451,3 +451,68 @@ async fn a_legacy_key_opens_payloads_only_in_the_namespaces_it_is_configured_for
     assert_eq!(app.decode("default", std::slice::from_ref(&sealed)).await, vec![original.expected()]);
     assert_eq!(app.decode("marketing", std::slice::from_ref(&sealed)).await, vec![sealed]);
 }
+
+/// Runs `codec-server decode --namespace NS` with `args` and `env`, the payloads on stdin.
+fn decode_with_binary(args: &[&str], env: &[(&str, &str)], namespace: &str, payloads: &[Payload]) -> Vec<Payload> {
+    use std::process::{Command, Stdio};
+    let mut command = Command::new(env!("CARGO_BIN_EXE_codec-server"));
+    command.args(args).args(["decode", "--namespace", namespace]).env_remove("CODEC_CONFIG").env_remove("RUST_LOG");
+    command.envs(env.iter().copied()).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = command.spawn().expect("run codec-server decode");
+    let body = codec_server::protocol::Payloads { payloads: payloads.to_vec() }.to_json();
+    child.stdin.take().expect("stdin").write_all(&body).expect("write stdin");
+    let out = child.wait_with_output().expect("wait for codec-server decode");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    codec_server::protocol::Payloads::from_json(&out.stdout).expect("Payloads on stdout").payloads
+}
+
+#[test]
+fn the_empty_key_id_of_the_go_sample_is_configured_as_legacy_keys_empty_string() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().display().to_string();
+    codec_server::kms::local::write_new_key(&dir.path().join("keys"), "main").unwrap();
+    std::fs::write(dir.path().join("go-sample.key"), format!("{GO_KEY_ID}\n")).unwrap();
+    let config = dir.path().join("codec.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {data:?}\n[auth]\nmode = \"disabled\"\n[keyrings.main]\nprimary = [\"local://main\"]\n\
+             [[namespaces]]\nmatch = \"*\"\nkeyring = \"main\"\n\
+             [legacy.keys.\"\"]\nkey_file = {key:?}\nnamespaces = [\"orders\"]\n",
+            key = dir.path().join("go-sample.key").display().to_string(),
+        ),
+    )
+    .unwrap();
+    let original = card(9);
+    let go_without_key_id = legacy_payload("", GO_KEY_ID.as_bytes().try_into().unwrap(), [9; 12], &original.proto());
+    let args = ["--config", config.to_str().unwrap()];
+
+    let opened = decode_with_binary(&args, &[], "orders", std::slice::from_ref(&go_without_key_id));
+    assert_eq!(opened, vec![original.expected()]);
+    // Outside the key's namespaces it comes back unchanged.
+    let elsewhere = decode_with_binary(&args, &[], "payments", std::slice::from_ref(&go_without_key_id));
+    assert_eq!(elsewhere, vec![go_without_key_id]);
+}
+
+#[test]
+fn a_lower_case_key_id_can_be_configured_through_the_environment_as_the_example_shows() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    codec_server::kms::local::write_new_key(&dir.path().join("keys"), "dev").unwrap();
+    let key_file = dir.path().join("legacy.key");
+    std::fs::write(&key_file, format!("{}\n", std::str::from_utf8(SAMPLE_KEY).unwrap())).unwrap();
+    let env = [
+        ("CODEC_LEGACY__KEYS__PAYMENTS_2023__KEY_FILE", key_file.to_str().unwrap()),
+        ("CODEC_LEGACY__KEYS__PAYMENTS_2023__NAMESPACES", r#"["payments-*"]"#),
+    ];
+    let original = card(5);
+    let sealed = [
+        legacy_payload("payments_2023", SAMPLE_KEY, [5; 12], &original.proto()),
+        // The variable name cannot spell this id: it is not configured, so it stays sealed.
+        legacy_payload("PAYMENTS_2023", SAMPLE_KEY, [6; 12], &original.proto()),
+    ];
+
+    let opened = decode_with_binary(&["--data-dir", data], &env, "payments-eu", &sealed);
+
+    assert_eq!(opened, vec![original.expected(), sealed[1].clone()]);
+}

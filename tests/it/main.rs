@@ -1,6 +1,7 @@
 //! The one integration-test binary (one link on 2 cores): a real server per test on a free port.
 
 mod audit;
+mod audit_cli;
 mod audit_databases;
 mod audit_tls;
 mod auth;

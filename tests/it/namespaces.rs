@@ -156,3 +156,43 @@ async fn with_keep_encoded_a_payload_from_another_namespace_comes_back_sealed_wh
     let response = app.post_decode("aaaa", &opened[1..2]).await;
     assert_eq!(read_payloads(response).await, vec![payload(a_secret)]);
 }
+
+#[tokio::test]
+async fn a_path_prefix_never_changes_the_namespace_that_keys_policy_and_audit_use() {
+    use crate::audit::flushed_rows;
+    use crate::support::jwks_server::JwksServer;
+    use crate::support::tokens::token;
+
+    let jwks = JwksServer::start(&["rsa-1"]);
+    let url = jwks.url.clone();
+    let app = TestApp::spawn_with(move |c| crate::auth::jwt_config(c, &url)).await;
+    let secret = b"\"payments only\"";
+    let call = |path: &'static str, ns: &'static str, email: &'static str, id: &'static str, body: Value| {
+        let request = app
+            .client
+            .post(app.url(path))
+            .header("content-type", "application/json")
+            .header("x-namespace", ns)
+            .header("x-request-id", id)
+            .header("authorization", format!("Bearer {}", token(email)))
+            .body(body.to_string());
+        async move { request.send().await.expect("request") }
+    };
+    let sealed = read_payloads(
+        call("/codec/encode", "payments", "writer@example.com", "seal", to_json(&[payload(secret)])).await,
+    )
+    .await;
+
+    // alice may decode `payments`; no rule lets anyone decode `marketing`. A `payments` segment in the path
+    // is a prefix when the header names `marketing`: the policy of `marketing` decides, and it refuses.
+    let crafted = call("/payments/decode", "marketing", "alice@example.com", "crafted", to_json(&sealed)).await;
+    assert_eq!(crafted.status(), 403);
+    assert!(!crafted.text().await.unwrap().contains("payments only"));
+    let behind_prefix = call("/codec/payments/decode", "payments", "alice@example.com", "ok", to_json(&sealed)).await;
+    assert_eq!(read_payloads(behind_prefix).await, vec![payload(secret)]);
+
+    let rows = flushed_rows(&app).await;
+    let namespace_of = |id: &str| rows.iter().find(|r| r.request_id == id).map(|r| r.namespace.clone());
+    assert_eq!(namespace_of("crafted").as_deref(), Some("marketing"), "the audit names the namespace that was checked");
+    assert_eq!(namespace_of("ok").as_deref(), Some("payments"));
+}

@@ -54,6 +54,8 @@ async fn logs_and_error_bodies_never_contain_tokens_keys_or_payload_bytes() {
             r#"data_dir = "{data}"
 [server]
 listen = "127.0.0.1:{port}"
+# Exact routing, so "/other/decode" below is a namespace mismatch (its message names both namespaces).
+path_prefix = "/codec"
 [auth]
 mode = "jwt"
 [[auth.issuers]]

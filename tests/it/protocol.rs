@@ -263,16 +263,54 @@ async fn a_namespace_in_both_the_path_and_the_header_is_accepted_when_they_are_e
 }
 
 #[tokio::test]
-async fn a_path_namespace_that_differs_from_the_header_is_refused_with_namespace_mismatch() {
+async fn behind_an_ingress_that_keeps_its_prefix_ui_and_cli_paths_work_without_configuration() {
     let app = TestApp::spawn().await;
+    let original = vec![payload(b"\"forwarded unchanged\"")];
+
+    // The UI's endpoint `https://host/codec`, the CLI's `https://host/codec/{namespace}`, both with X-Namespace.
+    let sealed = ok_payloads(post(&app, "/codec/encode", Some("default"), &original).await).await;
+    assert_sealed(&sealed);
+    let ui = ok_payloads(post(&app, "/codec/decode?preserveStorageRefs=true", Some("default"), &sealed).await).await;
+    assert_eq!(ui, original);
+    let cli = ok_payloads(post(&app, "/codec/default/decode", Some("default"), &sealed).await).await;
+    assert_eq!(cli, original);
+    let deep = raw_post(&app, "/team-a//codec/default//decode?x=y", Some("default"), &to_json(&sealed)).await;
+    assert_eq!(deep.status, 200, "{}", String::from_utf8_lossy(&deep.body));
+    assert_eq!(deep.payloads(), original);
+
+    // Without the header the segment before the operation is the namespace, prefix or not.
+    let in_payments = ok_payloads(post(&app, "/codec/payments/encode", None, &original).await).await;
+    assert_eq!(ok_payloads(post(&app, "/decode", Some("payments"), &in_payments).await).await, original);
+}
+
+#[tokio::test]
+async fn without_a_configured_prefix_a_path_segment_that_differs_from_the_header_is_a_prefix() {
+    let app = TestApp::spawn().await;
+    let original = vec![payload(b"\"the header decides\"")];
+
+    // Sealed through `/payments/encode` with `X-Namespace: marketing`: sealed for marketing only.
+    let sealed = ok_payloads(post(&app, "/payments/encode", Some("marketing"), &original).await).await;
+    assert_eq!(app.decode("marketing", &sealed).await, original);
+    let in_payments = post(&app, "/decode", Some("payments"), &sealed).await;
+    assert_eq!(in_payments.status(), 400);
+    assert_eq!(error_code(in_payments).await, "decode-failed");
+}
+
+#[tokio::test]
+async fn with_a_configured_prefix_a_path_namespace_that_differs_from_the_header_is_namespace_mismatch() {
+    let app = TestApp::spawn_with(|c| c.server.path_prefix = "/codec".into()).await;
     let kms_before = app.kms_calls();
 
-    for path in ["/payments/decode", "/payments/encode"] {
+    for path in ["/payments/decode", "/payments/encode", "/codec/payments/decode"] {
         let response = post(&app, path, Some("marketing"), &[payload(b"1")]).await;
         assert_eq!(response.status(), 400, "{path}");
         assert_eq!(error_code(response).await, "namespace-mismatch", "{path}");
     }
     assert_eq!(app.kms_calls(), kms_before);
+
+    // Exact: nothing longer than prefix, namespace, operation.
+    let longer = post(&app, "/codec/a/payments/decode", Some("payments"), &[payload(b"1")]).await;
+    assert_eq!(longer.status(), 404);
 }
 
 #[tokio::test]

@@ -8,8 +8,8 @@
 //! stdin, so a server never outlives the tests even if they are killed; the wrapper passes on the
 //! server's exit status.
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -46,23 +46,48 @@ impl ServerProcess {
     /// Starts `codec-server serve` with the base config, `server_keys` added to its `[server]` section
     /// (e.g. `shutdown_timeout = "20s"`), and environment `env` (e.g. `RUST_LOG`).
     pub fn start(server_keys: &str, env: &[(&str, &str)]) -> ServerProcess {
+        ServerProcess::start_with_keys(
+            server_keys,
+            "[keyrings.main]\nprimary = [\"local://main\"]\n\n[[namespaces]]\nmatch = \"*\"\nkeyring = \"main\"\n",
+            env,
+        )
+    }
+
+    /// Like `start`, with `keys` (the `[kms.*]`, `[keyrings.*]` and `[[namespaces]]` sections) in place
+    /// of the local keyring. The local KEK `main` exists either way.
+    pub fn start_with_keys(server_keys: &str, keys: &str, env: &[(&str, &str)]) -> ServerProcess {
         let dir = tempfile::tempdir().expect("temp dir");
         codec_server::kms::local::write_new_key(&dir.path().join("keys"), "main").expect("local KEK");
         let config = format!(
             "data_dir = {data:?}\n\n[server]\nlisten = \"127.0.0.1:0\"\n{server_keys}\n\n[log]\nformat = \"json\"\nlevel = \"info\"\n\n\
-             [auth]\nmode = \"disabled\"\n\n[keyrings.main]\nprimary = [\"local://main\"]\n\n[[namespaces]]\nmatch = \"*\"\nkeyring = \"main\"\n",
+             [auth]\nmode = \"disabled\"\n\n{keys}",
             data = dir.path().display().to_string(),
         );
         let config_file = dir.path().join("config.toml");
         std::fs::write(&config_file, config).expect("write config");
-        ServerProcess::launch(&config_file, env, dir)
+        ServerProcess::launch(&[OsStr::new("--config"), config_file.as_os_str()], env, dir)
     }
 
-    fn launch(config_file: &Path, env: &[(&str, &str)], dir: tempfile::TempDir) -> ServerProcess {
+    /// `codec-server serve` with no config file (the embedded dev default) in a temporary data directory,
+    /// on a free loopback port, with JSON logs and `args` added (e.g. `--allow-origin URL`).
+    pub fn start_dev(args: &[&str], env: &[(&str, &str)]) -> ServerProcess {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut all: Vec<&OsStr> = vec![OsStr::new("--data-dir"), dir.path().as_os_str()];
+        all.extend([OsStr::new("--listen"), OsStr::new("127.0.0.1:0")]);
+        all.extend(args.iter().map(OsStr::new));
+        let mut env = env.to_vec();
+        env.push(("CODEC_LOG__FORMAT", "json"));
+        let all: Vec<std::ffi::OsString> = all.into_iter().map(OsStr::to_owned).collect();
+        let refs: Vec<&OsStr> = all.iter().map(|a| a.as_os_str()).collect();
+        ServerProcess::launch(&refs, &env, dir)
+    }
+
+    fn launch(args: &[&OsStr], env: &[(&str, &str)], dir: tempfile::TempDir) -> ServerProcess {
         let mut command = Command::new("sh");
         command
-            .args(["-c", WRAPPER, env!("CARGO_BIN_EXE_codec-server"), "serve", "--config"])
-            .arg(config_file)
+            .args(["-c", WRAPPER, env!("CARGO_BIN_EXE_codec-server"), "serve"])
+            .args(args)
+            .env_remove("CODEC_CONFIG")
             .env_remove("RUST_LOG")
             .envs(env.iter().copied())
             .stdin(Stdio::piped())
