@@ -115,3 +115,51 @@ async fn a_proxy_kek_cannot_be_a_primary_kek() {
     let message = format!("{:#}", config.validate().unwrap_err());
     assert!(message.contains("decrypt_only"), "{message}");
 }
+
+/// A GCP-wrapped proxy payload: the data key wrapped by the KMS fake's `:encrypt` with no AAD (as Go
+/// CDK's gcpkms keeper calls it), the payload sealed with RustCrypto's `aes-gcm` (not the server's
+/// aws-lc), the Payload protobuf written by hand.
+#[cfg(feature = "gcp-kms")]
+#[tokio::test]
+async fn a_gcp_wrapped_proxy_payload_opens_through_the_gcp_kms_fake() {
+    use aes_gcm::aead::{Aead, KeyInit};
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD as B64;
+
+    let fake = crate::support::gcp_fake::GcpKmsFake::start();
+    let key = fake.create_key("proxy", "payloads");
+    let kek_uri = format!("gcpkms://{key}");
+    let dek = [9u8; 32];
+    let wrapped: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/v1/{key}:encrypt", fake.endpoint))
+        .json(&serde_json::json!({ "plaintext": B64.encode(dek) }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let wrapped = wrapped["ciphertext"].as_str().expect("ciphertext").to_owned();
+    // temporal.api.common.v1.Payload { metadata: {"encoding": "json/plain"}, data: "\"gcp\"" }.
+    let inner = [&b"\x0a\x16\x0a\x08encoding\x12\x0ajson/plain"[..], b"\x12\x05\"gcp\""].concat();
+    let nonce = [5u8; 12];
+    let sealed = aes_gcm::Aes256Gcm::new_from_slice(&dek)
+        .unwrap()
+        .encrypt(&aes_gcm::Nonce::from(nonce), inner.as_slice())
+        .unwrap();
+    let mut proxy_payload = payload(b"");
+    proxy_payload.metadata.insert("encoding".into(), b"binary/encrypted".to_vec());
+    proxy_payload.metadata.insert("encryption-key-id".into(), kek_uri.clone().into_bytes());
+    proxy_payload.metadata.insert("encryption-dek".into(), wrapped.into_bytes());
+    proxy_payload.data = [nonce.to_vec(), sealed].concat();
+
+    let (endpoint, proxy) = (fake.endpoint.clone(), kek_uri);
+    let app = TestApp::spawn_with(move |c| {
+        c.kms.gcp.endpoint = Some(endpoint);
+        c.kms.gcp.anonymous = true;
+        c.keyrings.get_mut("dev").unwrap().decrypt_only = vec![proxy];
+    })
+    .await;
+    assert_eq!(app.decode("default", &[proxy_payload]).await, vec![payload(b"\"gcp\"")]);
+    assert_eq!(fake.decrypts(), 1);
+}
