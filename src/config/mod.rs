@@ -75,7 +75,9 @@ pub struct ServerConfig {
     /// previous response; slowloris clients are cut off after it.
     #[serde(with = "humantime_serde")]
     pub client_request_timeout: Duration,
-    /// How long an idle keep-alive connection stays open.
+    /// How long an idle keep-alive connection stays open. Longer than the 60 s idle timeout of the
+    /// usual load balancers (AWS ALB, GCP), so none of them reuses a connection this server is closing
+    /// (which its client sees as a 502), and longer than the workers' own pool idle timeouts.
     #[serde(with = "humantime_serde")]
     pub keep_alive: Duration,
     /// Open connections per worker thread at most; past it, new connections wait in the accept backlog.
@@ -292,7 +294,7 @@ impl Default for ServerConfig {
             max_inflight_body_bytes: 128 << 20,
             body_read_timeout: Duration::from_secs(30),
             client_request_timeout: Duration::from_secs(5),
-            keep_alive: Duration::from_secs(5),
+            keep_alive: Duration::from_secs(75),
             max_connections_per_worker: 25_000,
             max_decompressed_bytes: 64 << 20,
             workers: None,

@@ -1,7 +1,8 @@
 //! Reading a request body only after the caller is authorized, within a deadline, and within one
 //! budget of body bytes held across all connections.
 //!
-//! What must stay true: a request that is refused reads none of its body; a body that trickles in is
+//! What must stay true: a request that is refused keeps none of its body (a small one, at most 64 KiB,
+//! is read and dropped so the connection stays usable; a larger one is not read at all); a body that trickles in is
 //! cut off at `body_read_timeout` (408); and the bytes of all bodies being read or served at once never
 //! exceed `max_inflight_body_bytes` (503 with `Retry-After` past it), so memory stays bounded however
 //! many connections a client opens.
@@ -14,6 +15,11 @@ use futures_util::StreamExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::ProtocolError;
+
+/// A refused request's body is read (and dropped) only up to this size, to keep its connection alive.
+pub const DISCARD_MAX_BYTES: usize = 64 * 1024;
+/// ...and only for this long.
+const DISCARD_DEADLINE: Duration = Duration::from_secs(5);
 
 /// The shared budget of body bytes and the per-request limits.
 #[derive(Clone, Debug)]
@@ -89,6 +95,26 @@ impl BodyBudget {
             .await
             .map_err(|_| ProtocolError::BodyTimeout { seconds: self.read_timeout.as_secs() })??;
         Ok((bytes, InFlight(held)))
+    }
+
+    /// After a refusal: reads and drops a small declared body so the HTTP/1.1 connection stays usable
+    /// (closing a socket with unread bytes resets it, and a keep-alive client then loses its next
+    /// request). A body over [`DISCARD_MAX_BYTES`], or of unknown length, is not read at all: the
+    /// connection is closed instead. Nothing is kept, so this costs no memory.
+    pub async fn discard(&self, mut body: web::Payload, declared: Option<usize>) {
+        if !declared.is_some_and(|len| len <= DISCARD_MAX_BYTES) {
+            return;
+        }
+        let drain = async {
+            let mut left = DISCARD_MAX_BYTES;
+            while let Some(Ok(chunk)) = body.next().await {
+                left = match left.checked_sub(chunk.len()) {
+                    Some(left) => left,
+                    None => return,
+                };
+            }
+        };
+        let _ = tokio::time::timeout(self.read_timeout.min(DISCARD_DEADLINE), drain).await;
     }
 
     fn reserve(&self, bytes: usize) -> Result<Option<OwnedSemaphorePermit>, ProtocolError> {

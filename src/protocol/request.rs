@@ -60,6 +60,11 @@ impl CodecRequest {
         Ok(CodecRequest { op: path.op, namespace, declared_length })
     }
 
+    /// After a refusal: drops a small body so the connection can serve the client's next request.
+    pub async fn discard_body(&self, body: web::Payload, settings: &ProtocolSettings) {
+        settings.body.discard(body, self.declared_length).await;
+    }
+
     /// Reads and parses the body, for an authorized caller only. The returned guard holds the body's
     /// bytes in the in-flight budget: keep it until the response is built.
     pub async fn read_payloads(

@@ -32,7 +32,10 @@ pub async fn decode(
             state.audit.record(event).await?;
             return Ok(payloads_response(payloads));
         }
-        Err(error) => return Err(refused(state, event, error.into()).await),
+        Err(error) => {
+            request.discard_body(body, &state.protocol).await;
+            return Err(refused(state, event, error.into()).await);
+        }
     };
     event.caller(grant.subject());
     let (payloads, _in_flight) = read_payloads(state, &mut event, &request, body).await?;

@@ -25,9 +25,13 @@ pub async fn encode(
         Ok(Authorization::PassThrough { identity }) => {
             let namespace = request.namespace.to_string();
             let error = AuthError::Forbidden { op: "encode", namespace, identity };
+            request.discard_body(body, &state.protocol).await;
             return Err(refused(state, event, error.into()).await);
         }
-        Err(error) => return Err(refused(state, event, error.into()).await),
+        Err(error) => {
+            request.discard_body(body, &state.protocol).await;
+            return Err(refused(state, event, error.into()).await);
+        }
     };
     event.caller(grant.subject());
     let (payloads, _in_flight) = read_payloads(state, &mut event, &request, body).await?;
