@@ -102,7 +102,7 @@ impl BodyBudget {
     /// request). A body over [`DISCARD_MAX_BYTES`], or of unknown length, is not read at all: the
     /// connection is closed instead. Nothing is kept, so this costs no memory.
     pub async fn discard(&self, mut body: web::Payload, declared: Option<usize>) {
-        if !declared.is_some_and(|len| len <= DISCARD_MAX_BYTES) {
+        if declared.is_none_or(|len| len > DISCARD_MAX_BYTES) {
             return;
         }
         let drain = async {
