@@ -211,7 +211,9 @@ fn token_cache_key(token: &str, extras: Option<&str>) -> [u8; 32] {
     key
 }
 
-fn unverified_claims(token: &str) -> Result<Map<String, Value>, AuthFailure> {
+/// The token's claims, before any signature check (only to pick the issuer). Public for the fuzz targets.
+#[doc(hidden)]
+pub fn unverified_claims(token: &str) -> Result<Map<String, Value>, AuthFailure> {
     let payload = token.split('.').nth(1).ok_or(AuthFailure::Malformed)?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).map_err(|_| AuthFailure::Malformed)?;
     serde_json::from_slice(&bytes).map_err(|_| AuthFailure::Malformed)
