@@ -3,8 +3,8 @@
 //! strings), base64-decodes every metadata value and every `data` field, re-encodes them and answers
 //! with the same document. Whatever our server does above this is the price of its own work.
 //!
-//! Built as an example (not a bench) so `cargo test --all-targets` only compiles it:
-//! `cargo run --release --example echo_server -- 127.0.0.1:18090 [workers]` (workers default to 1).
+//! Built as the `echo-baseline` bin (see Cargo.toml for why not an example):
+//! `cargo run --release --bin echo-baseline -- 127.0.0.1:18090 [workers]` (workers default to 1).
 
 use std::collections::BTreeMap;
 

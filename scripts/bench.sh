@@ -9,8 +9,8 @@
 #   legacy     the same, audit off, decoding the official samples' binary/encrypted format
 #   ts-sample  temporalio/samples-typescript encryption/ codec server (same legacy bodies), only when
 #              TS_SAMPLE_DIR points at a built copy (see --help)
-#   echo       benches/echo_server.rs: parse the JSON, base64-decode and re-encode every field, answer;
-#              no crypto — the HTTP + JSON + base64 limit of a simple implementation
+#   echo       benches/echo_server.rs (bin echo-baseline): parse the JSON, base64-decode and re-encode
+#              every field, answer; no crypto — the HTTP + JSON + base64 limit of a simple implementation
 # Prints one markdown table (req/s, payloads/s, MB/s of plaintext, p50/p99, peak RSS = VmHWM).
 #
 # Usage: bash scripts/bench.sh [--quick] [--debug] [--no-build]
@@ -75,11 +75,11 @@ target_dir="${CARGO_TARGET_DIR:-$REPO/target}"
 if [[ "$build" == 1 ]]; then
     flags=()
     [[ "$profile" == release ]] && flags+=(--release)
-    echo "building ($profile): cargo build ${flags[*]} --bin codec-server --example echo_server"
-    cargo build "${flags[@]}" --quiet --bin codec-server --example echo_server
+    echo "building ($profile): cargo build ${flags[*]} --bin codec-server --bin echo-baseline"
+    cargo build "${flags[@]}" --quiet --bin codec-server --bin echo-baseline
 fi
 server_bin="$target_dir/$profile/codec-server"
-echo_bin="$target_dir/$profile/examples/echo_server"
+echo_bin="$target_dir/$profile/echo-baseline"
 for b in "$server_bin" "$echo_bin"; do
     [[ -x "$b" ]] || { echo "missing $b (build it, or drop --no-build)" >&2; exit 1; }
 done
@@ -357,7 +357,9 @@ for round in $(seq "$rounds"); do
         echo "$config $op $w $round ok ${line#RESULT } $rss" >>"$results"
         read -r _ _ _ _ _ n dur p50 p99 bad sockerr _ <<<"$config $op $w $round ok ${line#RESULT } $rss"
         awk -v r="$round" -v c="$config" -v o="$op" -v w="$w" -v n="$n" -v d="$dur" -v p50="$p50" -v p99="$p99" \
-            -v bad="$bad" -v se="$sockerr" 'BEGIN { printf "round %s: %-9s %-6s %-8s %8.0f req/s  p50 %6.2f ms  p99 %6.2f ms  non-2xx %s  socket errors %s\n", r, c, o, w, n / (d / 1e6), p50 / 1000, p99 / 1000, bad, se }'
+            -v bad="$bad" -v se="$sockerr" 'BEGIN {
+                printf "round %s: %-9s %-6s %-8s %8.0f req/s  p50 %6.2f ms  p99 %6.2f ms  non-2xx %s  socket errors %s\n",
+                    r, c, o, w, n / (d / 1e6), p50 / 1000, p99 / 1000, bad, se }'
     done
 done
 elapsed=$(($(date +%s) - started))

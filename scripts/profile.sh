@@ -5,8 +5,8 @@
 # Only the requests are counted (instrumentation is switched on after startup, the seal and a warm-up).
 #
 # Usage: bash scripts/profile.sh [requests, default 300]
-# Environment: CARGO_TARGET_DIR or PROFILE_BIN (the binary), PAYLOADS (1 or 20), AUDIT (on|off, default on), PROFILE_OUT (keep the
-#   callgrind.out file there). Needs valgrind (apt-get install valgrind). Loopback only, bounded.
+# Environment: CARGO_TARGET_DIR or PROFILE_BIN (the binary), PAYLOADS (1 or 20), AUDIT (on|off, default
+#   on), PROFILE_OUT (keep the callgrind.out file there). Needs valgrind (apt-get install valgrind). Loopback only, bounded.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -20,7 +20,14 @@ command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgri
 
 work="$(mktemp -d)"
 server=""
-trap '[[ -n "$server" ]] && kill "$server" 2>/dev/null; [[ -n "$server" ]] && wait "$server" 2>/dev/null; rm -rf "$work"' EXIT
+cleanup() {
+    if [[ -n "$server" ]]; then
+        kill "$server" 2>/dev/null || true
+        wait "$server" 2>/dev/null || true
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
 port="${PROFILE_PORT:-18199}"
 url="http://127.0.0.1:$port"
 
