@@ -6,7 +6,7 @@
 #
 # Usage: bash scripts/profile.sh [requests, default 300]
 # Environment: CARGO_TARGET_DIR or PROFILE_BIN (the binary), PAYLOADS (1 or 20), AUDIT (on|off, default
-#   on), PROFILE_OUT (keep the callgrind.out file there). Needs valgrind (apt-get install valgrind). Loopback only, bounded.
+#   on), PROFILE_OUT (keep the callgrind.out file there). Needs valgrind. Loopback only, bounded.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
