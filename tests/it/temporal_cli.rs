@@ -14,7 +14,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
 
 use crate::helpers::TestApp;
-use crate::support::temporal::TemporalDevServer;
+use crate::support::temporal::{TemporalDevServer, assert_success};
 
 /// The workflow input, as the CLI serializes it (`json/plain`).
 const INPUT: &str = r#"{"card":"4111"}"#;
@@ -109,16 +109,6 @@ async fn show(temporal: &TemporalDevServer, workflow_id: &str, extra: &[&str]) -
     let output = temporal.cli_async(&args).await;
     assert_success(&format!("workflow show {}", extra.join(" ")), &output);
     output
-}
-
-fn assert_success(what: &str, output: &Output) {
-    assert!(
-        output.status.success(),
-        "`temporal {what}` failed ({}): stdout {} stderr {}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
 }
 
 /// The decoded first input payload is the CLI's original `json/plain` payload.

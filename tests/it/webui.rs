@@ -16,7 +16,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 
 use crate::browser::check_prerequisites;
 use crate::helpers::TestApp;
-use crate::support::temporal::{DevServerOptions, TemporalDevServer};
+use crate::support::temporal::{DevServerOptions, TemporalDevServer, assert_success};
 
 /// What the Web UI 2.54 shows when its codec call fails.
 const CODEC_ERROR: &str = "Codec Server could not connect";
@@ -224,16 +224,6 @@ async fn start_sealed_workflow(
     let bytes = STANDARD.decode(&data).expect("data is base64");
     assert!(!bytes.windows(marker.len()).any(|w| w == marker.as_bytes()), "plaintext in the envelope");
     data
-}
-
-fn assert_success(what: &str, output: &Output) {
-    assert!(
-        output.status.success(),
-        "`temporal {what}` failed ({}): stdout {} stderr {}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
 }
 
 /// A loopback address that was free a moment ago.

@@ -299,3 +299,14 @@ fn free_loopback_ports<const N: usize>() -> [u16; N] {
         (0..N).map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind a free loopback port")).collect();
     std::array::from_fn(|i| listeners[i].local_addr().expect("read the port of a bound listener").port())
 }
+
+/// Fails the test with the CLI's output unless `temporal <what>` succeeded.
+pub fn assert_success(what: &str, output: &Output) {
+    assert!(
+        output.status.success(),
+        "`temporal {what}` failed ({}): stdout {} stderr {}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
