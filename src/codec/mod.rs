@@ -343,9 +343,7 @@ impl Codec {
         }
         Err(last)
     }
-}
 
-impl Codec {
     /// Each distinct data key missing from the cache may cost a KMS call: one request gets a bounded
     /// number of them (a key tried before in this request is answered by the caches).
     fn charge_unwrap(
