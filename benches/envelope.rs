@@ -39,6 +39,7 @@ fn bench(c: &mut Criterion) {
         group.bench_function("envelope seal", |b| {
             b.iter(|| {
                 let params = SealParams {
+                    suite: envelope::SUITE_AES256GCM_HKDF_SHA512_PER_KEY,
                     flags: 0,
                     message_id: envelope::random_message_id(),
                     iv: Iv::random(),
@@ -50,6 +51,7 @@ fn bench(c: &mut Criterion) {
         });
 
         let params = SealParams {
+            suite: envelope::SUITE_AES256GCM_HKDF_SHA512_PER_KEY,
             flags: 0,
             message_id: envelope::random_message_id(),
             iv: Iv::random(),

@@ -93,6 +93,42 @@ fn bench_key_schedule(c: &mut Criterion) {
     });
 }
 
+fn bench_key_schedule_candidates(c: &mut Criterion) {
+    use aws_lc_rs::hkdf::{HKDF_SHA256, KeyType, Salt};
+    struct Len(usize);
+    impl KeyType for Len {
+        fn len(&self) -> usize {
+            self.0
+        }
+    }
+    let message_id = [0x42u8; 32];
+    c.bench_function("candidate HKDF-SHA-256 extract + 2 expands", |b| {
+        b.iter(|| {
+            let prk = Salt::new(HKDF_SHA256, black_box(&message_id)).extract(&KEY);
+            let mut k = [0u8; 32];
+            let mut m = [0u8; 32];
+            prk.expand(&[b"TCE v1 key"], Len(32)).unwrap().fill(&mut k).unwrap();
+            prk.expand(&[b"TCE v1 commit"], Len(32)).unwrap().fill(&mut m).unwrap();
+            (k, m)
+        })
+    });
+    let prk = Salt::new(HKDF_SHA256, b"TCE").extract(&KEY);
+    c.bench_function("candidate HKDF-SHA-256 cached prk, one 64-byte expand", |b| {
+        b.iter(|| {
+            let mut k = [0u8; 64];
+            prk.expand(&[b"TCE v1 key", black_box(&message_id)], Len(64)).unwrap().fill(&mut k).unwrap();
+            k
+        })
+    });
+    c.bench_function("AES-256-GCM key setup", |b| {
+        b.iter(|| {
+            aws_lc_rs::aead::LessSafeKey::new(
+                aws_lc_rs::aead::UnboundKey::new(&aws_lc_rs::aead::AES_256_GCM, black_box(&KEY)).unwrap(),
+            )
+        })
+    });
+}
+
 fn bench_aead(c: &mut Criterion) {
     let iv = Iv([0x22; 12]);
     let mut group = c.benchmark_group("AES-256-GCM");
@@ -124,5 +160,13 @@ fn bench_protobuf(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_json, bench_base64, bench_key_schedule, bench_aead, bench_protobuf);
+criterion_group!(
+    benches,
+    bench_json,
+    bench_base64,
+    bench_key_schedule,
+    bench_key_schedule_candidates,
+    bench_aead,
+    bench_protobuf
+);
 criterion_main!(benches);

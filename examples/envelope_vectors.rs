@@ -1,7 +1,9 @@
-//! Generates the golden vectors of envelope v1 (`docs/vectors/envelope-v1.json`).
+//! Generates the golden vectors of envelope v1: suite 0x0001 (`docs/vectors/envelope-v1.json`) and
+//! suite 0x0002 (`docs/vectors/envelope-v1-suite2.json`).
 //!
-//! Run once: `cargo run --example envelope_vectors > docs/vectors/envelope-v1.json`. The vectors are
-//! checked in and never regenerated for v1: bytes written by v1 must decode forever. Every input
+//! Run once per suite: `cargo run --example envelope_vectors > docs/vectors/envelope-v1.json`, and with
+//! `-- --suite 2 > docs/vectors/envelope-v1-suite2.json`. The vectors are checked in and never
+//! regenerated: bytes written by any shipped suite must decode forever. Every input
 //! (DEK, message id, IV, EDK bytes) is fixed here — derived from SHA-256 of a label, so the bytes look
 //! random but anyone can recompute them — and the envelope is made by `codec::envelope::seal`.
 //! `tests/it/crypto_vectors.rs` checks them against the Rust code, and
@@ -14,7 +16,9 @@ use aws_lc_rs::digest::{SHA256, digest};
 use base64::Engine;
 use codec_server::codec::aead::Iv;
 use codec_server::codec::compression::zstd_compress;
-use codec_server::codec::envelope::{self, Edk, FLAG_ZSTD, SUITE_AES256GCM_HKDF_SHA512_COMMIT, SealParams};
+use codec_server::codec::envelope::{
+    self, Edk, FLAG_ZSTD, SUITE_AES256GCM_HKDF_SHA512_COMMIT, SUITE_AES256GCM_HKDF_SHA512_PER_KEY, SealParams,
+};
 use codec_server::codec::kdf;
 use codec_server::kms::{DataKey, Provider};
 use codec_server::protocol::{ExternalPayloadDetails, Payload};
@@ -72,6 +76,9 @@ struct EdkJson {
 #[derive(Serialize)]
 struct Vector {
     description: String,
+    /// Absent in the suite 0x0001 file (written before there was a second suite).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    suite: Option<u16>,
     dek_hex: String,
     message_id_hex: String,
     iv_hex: String,
@@ -236,7 +243,12 @@ fn cases() -> Vec<Case> {
 }
 
 fn main() {
-    let suite = SUITE_AES256GCM_HKDF_SHA512_COMMIT;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let suite = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        [] | ["--suite", "1"] => SUITE_AES256GCM_HKDF_SHA512_COMMIT,
+        ["--suite", "2"] => SUITE_AES256GCM_HKDF_SHA512_PER_KEY,
+        _ => panic!("usage: envelope_vectors [--suite 1|2]"),
+    };
     let mut vectors = Vec::new();
     for case in cases() {
         let dek_bytes: [u8; 32] = array(&format!("{}/dek", case.label));
@@ -248,12 +260,23 @@ fn main() {
             (None, _) => case.raw.clone(),
         };
         let dek = DataKey::from_bytes(dek_bytes);
-        let params = SealParams { flags: case.flags, message_id, iv, namespace: &case.namespace, edks: &case.edks };
+        let params =
+            SealParams { suite, flags: case.flags, message_id, iv, namespace: &case.namespace, edks: &case.edks };
         let sealed = envelope::seal(&dek, &params, &plaintext).expect("seal");
 
-        let k_enc = kdf::hkdf_sha512(&message_id, &dek_bytes, &[&b"TCE v1 key"[..], &suite.to_be_bytes()].concat(), 32)
-            .expect("hkdf");
-        let commitment = kdf::hkdf_sha512(&message_id, &dek_bytes, b"TCE v1 commit", 32).expect("hkdf");
+        // The documented key schedules, with the one-shot HKDF (independent of the envelope code's).
+        let (salt, key_info, commit_info) = match suite {
+            SUITE_AES256GCM_HKDF_SHA512_COMMIT => {
+                (message_id.to_vec(), [&b"TCE v1 key"[..], &suite.to_be_bytes()].concat(), b"TCE v1 commit".to_vec())
+            }
+            _ => (
+                Vec::new(),
+                [&b"TCE v1 key"[..], &suite.to_be_bytes()].concat(),
+                [&b"TCE v1 commit"[..], &suite.to_be_bytes()].concat(),
+            ),
+        };
+        let k_enc = kdf::hkdf_sha512(&salt, &dek_bytes, &key_info, 32).expect("hkdf");
+        let commitment = kdf::hkdf_sha512(&salt, &dek_bytes, &commit_info, 32).expect("hkdf");
         let header_len = sealed.len() - plaintext.len() - 16;
         let mut aad = b"TCE v1".to_vec();
         aad.extend_from_slice(&sealed[..header_len]);
@@ -262,6 +285,7 @@ fn main() {
 
         vectors.push(Vector {
             description: case.description.into(),
+            suite: (suite != SUITE_AES256GCM_HKDF_SHA512_COMMIT).then_some(suite),
             dek_hex: hex::encode(dek_bytes),
             message_id_hex: hex::encode(message_id),
             iv_hex: hex::encode(iv.0),

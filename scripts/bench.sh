@@ -6,6 +6,9 @@
 # request, and answers one checked request before it is measured. Configurations:
 #   dev        our server, embedded default (auth off, audit on: SQLite, fail-closed), our envelopes
 #   audit-off  the same with audit.enabled = false (also encode 1x1KiB)
+#   postgres   the dev default with the audit log in PostgreSQL (a private cluster on loopback, pinned
+#              to CPU 1 with the server), when Debian's PostgreSQL server binaries are installed
+#   suite1     audit off, decoding envelopes of suite 0x0001 (per-payload key schedule, what 0.1 wrote)
 #   legacy     the same, audit off, decoding the official samples' binary/encrypted format
 #   ts-sample  temporalio/samples-typescript encryption/ codec server (same legacy bodies), only when
 #              TS_SAMPLE_DIR points at a built copy (see --help)
@@ -17,7 +20,7 @@
 #   --quick     1 s per run, one round (a smoke check; numbers mean little)
 #   --debug     use the debug build (numbers mean nothing; for checking the script)
 #   --no-build  use the binaries already in the target directory
-# Environment: CARGO_TARGET_DIR, TS_SAMPLE_DIR, BENCH_SECONDS, BENCH_ROUNDS, BENCH_PORT (base port,
+# Environment: CARGO_TARGET_DIR, TS_SAMPLE_DIR, PG_BIN (PostgreSQL's bin directory), BENCH_SECONDS, BENCH_ROUNDS, BENCH_PORT (base port,
 #   default 18190), BENCH_OUT (also write the table there), RUST_LOG (default: the servers' own, info).
 # Bounded in time (the total is printed first), loopback only; every process it starts is stopped.
 set -euo pipefail
@@ -91,12 +94,19 @@ if [[ -n "$ts_dir" && ! -f "$ts_dir/lib/codec-server.js" ]]; then
 fi
 [[ -n "$ts_dir" ]] && ! command -v node >/dev/null && { echo "TS_SAMPLE_DIR needs node" >&2; exit 1; }
 
+pg_bin="${PG_BIN:-$(compgen -G "/usr/lib/postgresql/*/bin" | sort -V | tail -1 || true)}"
+have_pg=0
+[[ -n "$pg_bin" && -x "$pg_bin/initdb" ]] && have_pg=1
+[[ "$have_pg" == 0 ]] && echo "note: no PostgreSQL server binaries (apt-get install postgresql): no postgres rows" >&2
+
 # ---------------------------------------------------------------- the plan
 workloads=(1x1KiB 20x1KiB 1x256KiB 1x1MiB)
 plan=() # "config op workload"
 for w in "${workloads[@]}"; do plan+=("dev decode $w"); done
+[[ "$have_pg" == 1 ]] && plan+=("postgres decode 1x1KiB" "postgres decode 20x1KiB")
 for w in "${workloads[@]}"; do plan+=("audit-off decode $w"); done
 plan+=("audit-off encode 1x1KiB")
+plan+=("suite1 decode 1x1KiB" "suite1 decode 20x1KiB")
 if [[ "$have_legacy" == 1 ]]; then
     for w in "${workloads[@]}"; do plan+=("legacy decode $w"); done
     if [[ -n "$ts_dir" ]]; then
@@ -114,10 +124,14 @@ echo "expected duration: about $((estimate / 60)) min $((estimate % 60)) s"
 # ---------------------------------------------------------------- work directory, cleanup
 work="$(mktemp -d)"
 server_pid=""
+pg_started=0
 cleanup() {
     if [[ -n "$server_pid" ]]; then
         kill "$server_pid" 2>/dev/null || true
         wait "$server_pid" 2>/dev/null || true
+    fi
+    if [[ "$pg_started" == 1 ]]; then
+        "${run_pg[@]}" "$pg_bin/pg_ctl" -D "$work/pg" -m immediate stop >/dev/null 2>&1 || true
     fi
     rm -rf "$work"
 }
@@ -242,11 +256,16 @@ PY
 start_server() { # start_server <config>
     local config=$1 port url
     case "$config" in
-    dev | audit-off | legacy)
+    dev | audit-off | legacy | postgres | suite1 | seal-suite1)
         port=$port_ours
         local env=(CODEC_SERVER__WORKERS=1 CODEC_SERVER__SHUTDOWN_TIMEOUT=1s)
         local args=(serve --data-dir "$work/data" --listen "127.0.0.1:$port")
-        [[ "$config" != dev ]] && env+=(CODEC_AUDIT__ENABLED=false)
+        case "$config" in
+        dev | seal-suite1) ;;
+        postgres) env+=(CODEC_AUDIT__DATABASE_URL="$pg_url") ;;
+        *) env+=(CODEC_AUDIT__ENABLED=false) ;;
+        esac
+        [[ "$config" == seal-suite1 ]] && env+=(CODEC_ENVELOPE__SEAL_SUITE=1)
         [[ "$config" == legacy ]] && args+=(--config "$work/legacy.toml")
         env "${env[@]}" taskset -c 1 "$server_bin" "${args[@]}" >>"$work/logs/$config.log" 2>&1 &
         ;;
@@ -288,15 +307,36 @@ peak_rss_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$server_pid/status" 2>/dev/nul
     printf '\n[legacy.keys."test-key-id"]\nkey_file = "%s"\nnamespaces = ["*"]\n' "$work/legacy.key"
 } >"$work/legacy.toml"
 
-# Seal the plaintext bodies once with our server (this also creates the local KEK in the data dir).
-start_server dev
-for w in "${workloads[@]}"; do
-    curl -sf "$server_url/encode" -H 'content-type: application/json' -H 'x-namespace: default' \
-        --data-binary @"$work/bodies/plain-$w.json" -o "$work/bodies/sealed-$w.json"
-    check "$work/bodies/plain-$w.json" "$work/bodies/sealed-$w.json" encode ||
-        { echo "encode of $w did not seal" >&2; exit 1; }
+# Seal the plaintext bodies once with our server (this also creates the local KEK in the data dir), in
+# the default suite and in suite 0x0001.
+for sealer in dev seal-suite1; do
+    start_server "$sealer"
+    prefix=sealed
+    [[ "$sealer" == seal-suite1 ]] && prefix=sealed-suite1
+    for w in "${workloads[@]}"; do
+        curl -sf "$server_url/encode" -H 'content-type: application/json' -H 'x-namespace: default' \
+            --data-binary @"$work/bodies/plain-$w.json" -o "$work/bodies/$prefix-$w.json"
+        check "$work/bodies/plain-$w.json" "$work/bodies/$prefix-$w.json" encode ||
+            { echo "encode of $w did not seal" >&2; exit 1; }
+    done
+    stop_server
 done
-stop_server
+
+# A private PostgreSQL cluster for the postgres rows: loopback only, pinned to CPU 1 like the server,
+# default durability (synchronous_commit on, fsync on), migrated once.
+if [[ "$have_pg" == 1 ]]; then
+    pg_port=$((port_ours + 7))
+    pg_user=bench
+    run_pg=()
+    [[ "$(id -u)" == 0 ]] && { chown -R nobody "$work"; run_pg=(runuser -u nobody --); pg_user=nobody; }
+    "${run_pg[@]}" "$pg_bin/initdb" -D "$work/pg" -U "$pg_user" --auth=trust >"$work/logs/pg-init.log" 2>&1
+    "${run_pg[@]}" taskset -c 1 "$pg_bin/pg_ctl" -D "$work/pg" -l "$work/logs/pg.log" -w \
+        -o "-c listen_addresses=127.0.0.1 -c port=$pg_port -c unix_socket_directories=$work" start >/dev/null
+    pg_started=1
+    pg_url="postgres://$pg_user@127.0.0.1:$pg_port/postgres"
+    CODEC_AUDIT__DATABASE_URL="$pg_url" "$server_bin" migrate --data-dir "$work/data" >>"$work/logs/pg-init.log" 2>&1 ||
+        { echo "migrating the PostgreSQL audit table failed: $work/logs/pg-init.log" >&2; exit 1; }
+fi
 
 cat >"$work/post.lua" <<'LUA'
 local f = assert(io.open(os.getenv("BENCH_BODY"), "rb"))
@@ -314,7 +354,8 @@ LUA
 
 body_for() { # body_for <config> <op> <workload>
     case "$1:$2" in
-    dev:decode | audit-off:decode) echo "$work/bodies/sealed-$3.json" ;;
+    dev:decode | audit-off:decode | postgres:decode) echo "$work/bodies/sealed-$3.json" ;;
+    suite1:decode) echo "$work/bodies/sealed-suite1-$3.json" ;;
     legacy:decode | ts-sample:decode) echo "$work/bodies/legacy-$3.json" ;;
     *) echo "$work/bodies/plain-$3.json" ;;
     esac
@@ -372,6 +413,7 @@ import collections, sys
 path, label, secs, rounds, elapsed, machine = sys.argv[1:7]
 sizes = {"1x1KiB": (1, 1024), "20x1KiB": (20, 1024), "1x256KiB": (1, 256 << 10), "1x1MiB": (1, 1 << 20)}
 names = {"dev": "ours, dev default (audit on)", "audit-off": "ours, audit off",
+         "postgres": "ours, audit on in PostgreSQL", "suite1": "ours, audit off, suite 1 envelopes",
          "legacy": "ours, samples' legacy format, audit off", "ts-sample": "TypeScript sample",
          "echo": "echo (HTTP+JSON+base64, no crypto)"}
 rows = collections.OrderedDict()

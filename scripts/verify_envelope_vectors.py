@@ -7,6 +7,7 @@ parses the envelope back, opens it, and checks that it does not open under anoth
 DEK, or with a flipped bit.
 
 Usage: .venv/bin/python scripts/verify_envelope_vectors.py docs/vectors/envelope-v1.json
+       .venv/bin/python scripts/verify_envelope_vectors.py docs/vectors/envelope-v1-suite2.json
 Exit status 0 when every vector passes. `tests/it/crypto_vectors.rs` runs it.
 """
 
@@ -26,7 +27,9 @@ except ImportError:
     sys.exit(2)
 
 MAGIC = b"TCE\x01"
-SUITE = 0x0001
+SUITE_PER_PAYLOAD = 0x0001  # keys derived per payload, salted with the message id
+SUITE_PER_KEY = 0x0002      # keys derived once per data key
+SUITES = {SUITE_PER_PAYLOAD, SUITE_PER_KEY}
 FLAG_ZSTD = 0x01
 MAX_NAMESPACE = 255
 MAX_KEK_REF = 512
@@ -61,8 +64,13 @@ def hkdf_expand(prk, info, length):
 
 
 def key_schedule(dek, message_id, suite):
-    prk = hkdf_extract(message_id, dek)
-    return hkdf_expand(prk, b"TCE v1 key" + u16(suite), 32), hkdf_expand(prk, b"TCE v1 commit", 32)
+    if suite == SUITE_PER_PAYLOAD:
+        prk = hkdf_extract(message_id, dek)
+        return hkdf_expand(prk, b"TCE v1 key" + u16(suite), 32), hkdf_expand(prk, b"TCE v1 commit", 32)
+    if suite == SUITE_PER_KEY:
+        prk = hkdf_extract(b"\x00" * 64, dek)  # RFC 5869: an empty salt is HashLen zero bytes
+        return hkdf_expand(prk, b"TCE v1 key" + u16(suite), 32), hkdf_expand(prk, b"TCE v1 commit" + u16(suite), 32)
+    raise EnvelopeError("UnknownSuite")
 
 
 def aad(header, request_namespace):
@@ -72,7 +80,7 @@ def aad(header, request_namespace):
 
 # --- sealing (§2, §6) --------------------------------------------------------------------------------
 
-def seal(dek, message_id, iv, namespace, flags, edks, plaintext):
+def seal(suite, dek, message_id, iv, namespace, flags, edks, plaintext):
     if flags & ~FLAG_ZSTD & 0xFF:
         raise EnvelopeError("ReservedFlags")
     if not 1 <= len(edks) <= MAX_EDKS:
@@ -80,8 +88,8 @@ def seal(dek, message_id, iv, namespace, flags, edks, plaintext):
     ns = namespace.encode("utf-8")
     if len(ns) > MAX_NAMESPACE:
         raise EnvelopeError("FieldTooLong")
-    k_enc, commitment = key_schedule(dek, message_id, SUITE)
-    header = bytearray(MAGIC + u16(SUITE) + bytes([flags]) + message_id + u16(len(ns)) + ns + bytes([len(edks)]))
+    k_enc, commitment = key_schedule(dek, message_id, suite)
+    header = bytearray(MAGIC + u16(suite) + bytes([flags]) + message_id + u16(len(ns)) + ns + bytes([len(edks)]))
     for provider, kek_ref, wrapped in edks:
         ref = kek_ref.encode("utf-8")
         if len(ref) > MAX_KEK_REF or len(wrapped) > MAX_WRAPPED:
@@ -133,7 +141,7 @@ def parse(data):
     if magic[3] != MAGIC[3]:
         raise EnvelopeError("UnknownVersion")
     suite = r.u16()
-    if suite != SUITE:
+    if suite not in SUITES:
         raise EnvelopeError("UnknownSuite")
     flags = r.u8()
     if flags & ~FLAG_ZSTD & 0xFF:
@@ -227,14 +235,16 @@ def check_vector(v):
     envelope = bytes.fromhex(v["envelope_hex"])
     assert len(dek) == 32 and len(message_id) == 32 and len(iv) == 12, "input lengths"
 
-    k_enc, commitment = key_schedule(dek, message_id, SUITE)
+    suite = v.get("suite", SUITE_PER_PAYLOAD)
+    k_enc, commitment = key_schedule(dek, message_id, suite)
     assert k_enc.hex() == v["k_enc_hex"], "k_enc differs"
     assert commitment.hex() == v["commitment_hex"], "commitment differs"
 
-    sealed = seal(dek, message_id, iv, namespace, flags, edks, plaintext)
+    sealed = seal(suite, dek, message_id, iv, namespace, flags, edks, plaintext)
     assert sealed == envelope, "sealing the inputs does not give envelope_hex"
 
     env = parse(envelope)
+    assert env["suite"] == suite, "parsed suite differs"
     assert (env["flags"], env["message_id"], env["namespace"], env["edks"], env["iv"], env["commitment"]) == (
         flags, message_id, namespace, edks, iv, commitment), "parsed header differs from the inputs"
     assert aad(env["header"], namespace).hex() == v["aad_hex"], "AAD differs"

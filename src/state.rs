@@ -92,6 +92,7 @@ impl AppState {
             legacy,
             config.server.max_decompressed_bytes,
             config.cache.decrypt.max_unwraps_per_request,
+            config.envelope.seal_suite,
         );
         let protocol = ProtocolSettings {
             path_prefix: config.server.path_prefix.clone(),

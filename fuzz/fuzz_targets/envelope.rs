@@ -78,7 +78,8 @@ fn round_trip(data: &[u8]) {
     let mut message_id = [0u8; 32];
     message_id[..head.len()].copy_from_slice(head);
     let flags = head.get(2).copied().unwrap_or(0) & envelope::FLAG_ZSTD;
-    let params = SealParams { flags, message_id, iv: Iv([7; 12]), namespace: &namespace, edks: &edks };
+    let suite = envelope::SUITES[usize::from(head.get(3).copied().unwrap_or(0) & 1)];
+    let params = SealParams { suite, flags, message_id, iv: Iv([7; 12]), namespace: &namespace, edks: &edks };
     let dek = DataKey::from_bytes(FIXED_DEK);
     let sealed = envelope::seal(&dek, &params, plaintext).expect("seal");
     let env = envelope::parse(&sealed).expect("parse what we sealed");

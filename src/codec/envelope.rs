@@ -14,8 +14,18 @@ use crate::kms::{DataKey, Provider};
 
 /// "TCE" followed by the format version.
 pub const MAGIC: [u8; 4] = *b"TCE\x01";
-/// AES-256-GCM, 96-bit IV, 128-bit tag, HKDF-SHA-512, key commitment.
+/// AES-256-GCM, 96-bit IV, 128-bit tag, HKDF-SHA-512 per payload (salted with the message id), key
+/// commitment. Written until 0.2; decoded forever.
 pub const SUITE_AES256GCM_HKDF_SHA512_COMMIT: u16 = 0x0001;
+/// AES-256-GCM, 96-bit random IV, 128-bit tag, encryption key and commitment derived once per data key
+/// with HKDF-SHA-512, key commitment. The per-payload key schedule of 0x0001 was the largest
+/// per-payload cost (5-7 µs, seven times the AEAD of 1 KiB); a data key seals at most
+/// `cache.encrypt.max_payloads` (≤ 2^32) payloads, inside AES-GCM's bound for random 96-bit IVs.
+pub const SUITE_AES256GCM_HKDF_SHA512_PER_KEY: u16 = 0x0002;
+/// The suites this version decodes.
+pub const SUITES: [u16; 2] = [SUITE_AES256GCM_HKDF_SHA512_COMMIT, SUITE_AES256GCM_HKDF_SHA512_PER_KEY];
+/// Most payloads one data key may seal under suite 0x0002 (NIST SP 800-38D §8.3 for random IVs).
+pub const MAX_PAYLOADS_PER_KEY: u64 = 1 << 32;
 /// Flag bit 0: the AEAD plaintext is the zstd-compressed Payload.
 pub const FLAG_ZSTD: u8 = 0x01;
 /// Length of the per-payload message id.
@@ -50,6 +60,8 @@ pub struct Edk {
 /// What the sealer chooses; the commitment is derived.
 #[derive(Clone, Debug)]
 pub struct SealParams<'a> {
+    /// One of `SUITES`.
+    pub suite: u16,
     pub flags: u8,
     pub message_id: [u8; MESSAGE_ID_LEN],
     pub iv: Iv,
@@ -102,19 +114,42 @@ pub enum EnvelopeError {
     Seal,
 }
 
-/// The per-payload keys derived from a DEK and a message id.
+/// The keys that open one payload: derived from the DEK and the message id (0x0001) or from the DEK
+/// alone, once per key (0x0002).
 struct KeySchedule {
     k_enc: Zeroizing<[u8; 32]>,
     commitment: [u8; COMMITMENT_LEN],
 }
 
 fn key_schedule(dek: &DataKey, message_id: &[u8; MESSAGE_ID_LEN], suite: u16) -> Result<KeySchedule, EnvelopeError> {
-    let prk = kdf::extract(message_id, dek.expose());
     let mut k_enc = Zeroizing::new([0u8; 32]);
     let mut commitment = [0u8; COMMITMENT_LEN];
-    prk.expand_into(&[KEY_INFO, &suite.to_be_bytes()], k_enc.as_mut()).map_err(|_| EnvelopeError::Seal)?;
-    prk.expand_into(&[COMMIT_INFO], &mut commitment).map_err(|_| EnvelopeError::Seal)?;
+    match suite {
+        SUITE_AES256GCM_HKDF_SHA512_COMMIT => {
+            let prk = kdf::extract(message_id, dek.expose());
+            prk.expand_into(&[KEY_INFO, &suite.to_be_bytes()], k_enc.as_mut()).map_err(|_| EnvelopeError::Seal)?;
+            prk.expand_into(&[COMMIT_INFO], &mut commitment).map_err(|_| EnvelopeError::Seal)?;
+        }
+        SUITE_AES256GCM_HKDF_SHA512_PER_KEY => {
+            let keys = dek.derived(per_key_schedule).ok_or(EnvelopeError::Seal)?;
+            k_enc.copy_from_slice(&keys[..32]);
+            commitment.copy_from_slice(&keys[32..]);
+        }
+        other => return Err(EnvelopeError::UnknownSuite(other)),
+    }
     Ok(KeySchedule { k_enc, commitment })
+}
+
+/// Suite 0x0002's keys, `k_enc || commitment`: HKDF-SHA-512 with an empty salt over the DEK, the suite in
+/// both labels. Computed once per data key and cached with it (`DataKey::derived`).
+fn per_key_schedule(dek: &[u8; 32]) -> Option<Zeroizing<[u8; 64]>> {
+    let suite = SUITE_AES256GCM_HKDF_SHA512_PER_KEY.to_be_bytes();
+    let prk = kdf::extract(&[], dek);
+    let mut keys = Zeroizing::new([0u8; 64]);
+    let (k_enc, commitment) = keys.split_at_mut(32);
+    prk.expand_into(&[KEY_INFO, &suite], k_enc).ok()?;
+    prk.expand_into(&[COMMIT_INFO, &suite], commitment).ok()?;
+    Some(keys)
 }
 
 fn aad(header: &[u8], request_namespace: &str) -> Vec<u8> {
@@ -132,7 +167,10 @@ fn check_len(field: &'static str, len: usize, max: usize) -> Result<(), Envelope
 
 /// Seals `plaintext` (the serialized — possibly compressed — Payload) for `params.namespace`.
 pub fn seal(dek: &DataKey, params: &SealParams<'_>, plaintext: &[u8]) -> Result<Vec<u8>, EnvelopeError> {
-    let suite = SUITE_AES256GCM_HKDF_SHA512_COMMIT;
+    let suite = params.suite;
+    if !SUITES.contains(&suite) {
+        return Err(EnvelopeError::UnknownSuite(suite));
+    }
     if params.flags & !FLAG_ZSTD != 0 {
         return Err(EnvelopeError::ReservedFlags(params.flags));
     }
@@ -224,7 +262,7 @@ pub fn parse(bytes: &[u8]) -> Result<Envelope<'_>, EnvelopeError> {
         return Err(EnvelopeError::UnknownVersion(magic[3]));
     }
     let suite = r.u16()?;
-    if suite != SUITE_AES256GCM_HKDF_SHA512_COMMIT {
+    if !SUITES.contains(&suite) {
         return Err(EnvelopeError::UnknownSuite(suite));
     }
     let flags = r.u8()?;
@@ -291,28 +329,51 @@ mod tests {
         Edk { provider: Provider::Local, kek_ref: format!("local://k{n}"), wrapped: vec![n; 60] }
     }
 
-    fn sealed(dek: &DataKey, ns: &str, plaintext: &[u8]) -> Vec<u8> {
+    fn sealed_with(suite: u16, dek: &DataKey, ns: &str, plaintext: &[u8]) -> Vec<u8> {
         let edks = [edk(1)];
-        let params = SealParams { flags: 0, message_id: [7; 32], iv: Iv([9; 12]), namespace: ns, edks: &edks };
+        let params = SealParams { suite, flags: 0, message_id: [7; 32], iv: Iv([9; 12]), namespace: ns, edks: &edks };
         seal(dek, &params, plaintext).unwrap()
+    }
+
+    fn sealed(dek: &DataKey, ns: &str, plaintext: &[u8]) -> Vec<u8> {
+        sealed_with(SUITE_AES256GCM_HKDF_SHA512_COMMIT, dek, ns, plaintext)
     }
 
     #[test]
     fn round_trip_and_namespace_binding() {
-        let dek = DataKey::from_bytes([1; 32]);
-        let bytes = sealed(&dek, "payments", b"hello");
-        let env = parse(&bytes).unwrap();
-        assert_eq!(env.namespace, "payments");
-        assert_eq!(env.edks, vec![edk(1)]);
-        assert_eq!(env.open(&dek, "payments").unwrap(), b"hello");
-        assert_eq!(env.open(&dek, "marketing").unwrap_err(), EnvelopeError::Open);
+        for suite in SUITES {
+            let dek = DataKey::from_bytes([1; 32]);
+            let bytes = sealed_with(suite, &dek, "payments", b"hello");
+            let env = parse(&bytes).unwrap();
+            assert_eq!((env.suite, env.namespace.as_str()), (suite, "payments"));
+            assert_eq!(env.edks, vec![edk(1)]);
+            assert_eq!(env.open(&dek, "payments").unwrap(), b"hello");
+            assert_eq!(env.open(&dek, "marketing").unwrap_err(), EnvelopeError::Open);
+        }
     }
 
     #[test]
     fn wrong_key_fails_on_the_commitment_before_the_aead() {
-        let bytes = sealed(&DataKey::from_bytes([1; 32]), "ns", b"x");
-        let env = parse(&bytes).unwrap();
-        assert_eq!(env.open(&DataKey::from_bytes([2; 32]), "ns").unwrap_err(), EnvelopeError::CommitmentMismatch);
+        for suite in SUITES {
+            let bytes = sealed_with(suite, &DataKey::from_bytes([1; 32]), "ns", b"x");
+            let env = parse(&bytes).unwrap();
+            let wrong = DataKey::from_bytes([2; 32]);
+            assert_eq!(env.open(&wrong, "ns").unwrap_err(), EnvelopeError::CommitmentMismatch, "suite {suite}");
+        }
+    }
+
+    #[test]
+    fn the_suites_derive_different_keys_and_only_0x0001_depends_on_the_message_id() {
+        let dek = DataKey::from_bytes([1; 32]);
+        let keys = |suite, id| {
+            let k = key_schedule(&dek, &[id; 32], suite).unwrap();
+            (*k.k_enc, k.commitment)
+        };
+        let (v1, v2) = (SUITE_AES256GCM_HKDF_SHA512_COMMIT, SUITE_AES256GCM_HKDF_SHA512_PER_KEY);
+        assert_ne!(keys(v1, 1), keys(v1, 2));
+        assert_eq!(keys(v2, 1), keys(v2, 2));
+        assert_ne!(keys(v1, 1), keys(v2, 1));
+        assert_ne!(keys(v2, 1).0, keys(v2, 1).1);
     }
 
     #[test]
@@ -325,7 +386,8 @@ mod tests {
         };
         assert_eq!(with(3, 2), EnvelopeError::UnknownVersion(2));
         assert_eq!(with(0, b'X'), EnvelopeError::BadMagic);
-        assert_eq!(with(5, 2), EnvelopeError::UnknownSuite(2));
+        assert_eq!(with(5, 3), EnvelopeError::UnknownSuite(3));
+        assert_eq!(with(4, 1), EnvelopeError::UnknownSuite(0x0101));
         assert_eq!(with(6, 2), EnvelopeError::ReservedFlags(2));
         let count_at = 4 + 2 + 1 + 32 + 2 + 2;
         assert_eq!(with(count_at, 0), EnvelopeError::BadEdkCount(0));

@@ -140,6 +140,8 @@ pub struct Codec {
     max_decompressed_bytes: usize,
     /// KMS unwraps (decrypt-cache misses) one decode request may cause.
     max_unwraps_per_request: usize,
+    /// The envelope suite encode writes.
+    seal_suite: u16,
 }
 
 impl Codec {
@@ -151,6 +153,7 @@ impl Codec {
         legacy: LegacyKeys,
         max_decompressed_bytes: usize,
         max_unwraps_per_request: usize,
+        seal_suite: u16,
     ) -> Codec {
         Codec {
             registry,
@@ -160,6 +163,7 @@ impl Codec {
             legacy,
             max_decompressed_bytes,
             max_unwraps_per_request,
+            seal_suite,
         }
     }
 
@@ -206,6 +210,7 @@ impl Codec {
                     LeaseError::Kms(e) => CodecError::EncodeFailed(e.into()),
                 })?;
             let params = SealParams {
+                suite: self.seal_suite,
                 flags,
                 message_id: envelope::random_message_id(),
                 iv: aead::Iv::random(),

@@ -44,6 +44,7 @@ pub struct Config {
     /// Namespace rules: exact names win, then patterns in order.
     pub namespaces: Vec<NamespaceRule>,
     pub cache: CacheConfig,
+    pub envelope: EnvelopeConfig,
     pub legacy: LegacyConfig,
     pub audit: AuditConfig,
     pub log: LogConfig,
@@ -186,6 +187,22 @@ pub struct DecryptCacheConfig {
     pub max_unwraps_per_request: usize,
 }
 
+/// How new payloads are sealed (`docs/envelope-format.md`). Every suite is always decoded.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EnvelopeConfig {
+    /// The cipher suite encode writes: 2 (keys derived once per data key; the default) or 1 (a key
+    /// schedule per payload, what 0.1 wrote). Set 1 while replicas older than 0.2, which cannot read
+    /// suite 2, still serve decodes (a rolling upgrade), then remove it.
+    pub seal_suite: u16,
+}
+
+impl Default for EnvelopeConfig {
+    fn default() -> Self {
+        EnvelopeConfig { seal_suite: crate::codec::envelope::SUITE_AES256GCM_HKDF_SHA512_PER_KEY }
+    }
+}
+
 /// Decrypt-only keys of Temporal's sample encryption codecs, by key id.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -275,6 +292,7 @@ impl Default for Config {
             keyrings: BTreeMap::new(),
             namespaces: Vec::new(),
             cache: CacheConfig::default(),
+            envelope: EnvelopeConfig::default(),
             legacy: LegacyConfig::default(),
             audit: AuditConfig::default(),
             log: LogConfig::default(),
@@ -492,6 +510,15 @@ impl Config {
         }
         if e.max_payloads == 0 || e.max_age.is_zero() {
             bail!("cache.encrypt.max_payloads and cache.encrypt.max_age must be greater than zero");
+        }
+        if !crate::codec::envelope::SUITES.contains(&self.envelope.seal_suite) {
+            bail!("envelope.seal_suite must be 1 or 2, not {}", self.envelope.seal_suite);
+        }
+        if e.max_payloads > crate::codec::envelope::MAX_PAYLOADS_PER_KEY {
+            bail!(
+                "cache.encrypt.max_payloads ({}) must be at most 2^32: AES-GCM's bound for random IVs under one key",
+                e.max_payloads
+            );
         }
         if e.max_bytes < s.max_body_bytes as u64 {
             bail!(

@@ -1,10 +1,10 @@
 //! Key material types. A data key never prints, never serializes, and is zeroized when dropped.
 
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
-use zeroize::Zeroize;
+use zeroize::{Zeroize, Zeroizing};
 
 /// Length of every data key (AES-256).
 pub const DATA_KEY_LEN: usize = 32;
@@ -12,13 +12,18 @@ pub const DATA_KEY_LEN: usize = 32;
 /// A 256-bit data-encryption key (DEK). Share it with `Arc`; there is deliberately no `Clone`.
 pub struct DataKey {
     bytes: Box<[u8; DATA_KEY_LEN]>,
+    /// Keys the codec derives from this one, once (the envelope's per-key schedule); zeroized with it.
+    derived: OnceLock<Zeroizing<[u8; DERIVED_LEN]>>,
     probe: Option<Arc<DropProbe>>,
 }
+
+/// Length of the key material derived once per data key.
+pub const DERIVED_LEN: usize = 64;
 
 impl DataKey {
     /// Wraps existing key bytes (from a KMS response or a key file).
     pub fn from_bytes(bytes: [u8; DATA_KEY_LEN]) -> DataKey {
-        DataKey { bytes: Box::new(bytes), probe: None }
+        DataKey { bytes: Box::new(bytes), derived: OnceLock::new(), probe: None }
     }
 
     /// Takes key bytes from a slice of exactly 32 bytes, zeroizing nothing of the caller's (callers own
@@ -40,6 +45,20 @@ impl DataKey {
     /// The raw key, for the AEAD and KDF only.
     pub fn expose(&self) -> &[u8; DATA_KEY_LEN] {
         &self.bytes
+    }
+
+    /// Key material derived from this key by `derive`, computed on first use and cached with the key
+    /// (cached keys are shared by every request, so this saves a key schedule per payload). There is one
+    /// slot: every caller must pass the same derivation. `None` when the derivation fails.
+    pub fn derived(
+        &self,
+        derive: impl FnOnce(&[u8; DATA_KEY_LEN]) -> Option<Zeroizing<[u8; DERIVED_LEN]>>,
+    ) -> Option<&[u8; DERIVED_LEN]> {
+        if let Some(keys) = self.derived.get() {
+            return Some(keys);
+        }
+        let keys = derive(&self.bytes)?;
+        Some(self.derived.get_or_init(|| keys))
     }
 
     /// Attaches a probe that records, at drop, whether the bytes were zeroized (tests of cache eviction).

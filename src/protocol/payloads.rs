@@ -5,9 +5,8 @@
 
 use std::collections::BTreeMap;
 
+use serde::Deserialize;
 use serde::de::IgnoredAny;
-use serde::ser::SerializeMap;
-use serde::{Deserialize, Serialize, Serializer};
 
 use super::ProtocolError;
 use super::base64_lenient;
@@ -151,10 +150,18 @@ impl Payloads {
         Ok(Payloads { payloads })
     }
 
-    /// Serializes as protojson does: standard padded base64, int64 as string.
+    /// Serializes as protojson does: standard padded base64, int64 as string, metadata keys sorted.
     pub fn to_json(&self) -> Vec<u8> {
-        // Serializing owned strings and maps into a Vec cannot fail.
-        serde_json::to_vec(self).unwrap_or_default()
+        let mut w = JsonWriter::with_capacity_for(&self.payloads);
+        w.raw(b"{\"payloads\":[");
+        for (i, p) in self.payloads.iter().enumerate() {
+            if i > 0 {
+                w.raw(b",");
+            }
+            w.payload(p);
+        }
+        w.raw(b"]}");
+        w.out
     }
 }
 
@@ -195,7 +202,7 @@ struct RawPayloadsSeed {
 }
 
 impl<'de> serde::de::DeserializeSeed<'de> for RawPayloadsSeed {
-    type Value = Vec<RawPayload>;
+    type Value = Vec<RawPayload<'de>>;
 
     fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
         deserializer.deserialize_map(self)
@@ -203,7 +210,7 @@ impl<'de> serde::de::DeserializeSeed<'de> for RawPayloadsSeed {
 }
 
 impl<'de> serde::de::Visitor<'de> for RawPayloadsSeed {
-    type Value = Vec<RawPayload>;
+    type Value = Vec<RawPayload<'de>>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("a Payloads object")
@@ -213,7 +220,7 @@ impl<'de> serde::de::Visitor<'de> for RawPayloadsSeed {
         let mut payloads = None;
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             if key == "payloads" && payloads.is_none() {
-                let list: Option<Vec<RawPayload>> = map.next_value_seed(OptionalSeed(BoundedSeq {
+                let list: Option<Vec<RawPayload<'de>>> = map.next_value_seed(OptionalSeed(BoundedSeq {
                     limit: self.max_payloads,
                     bound: Bound::Payloads,
                     item: std::marker::PhantomData,
@@ -293,10 +300,10 @@ impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for BoundedSeq<T> {
 }
 
 /// A JSON object of at most [`MAX_METADATA_ENTRIES`] string values (later duplicates win, as before).
-fn bounded_metadata<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<BTreeMap<String, String>>, D::Error> {
+fn bounded_metadata<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<BTreeMap<String, Text<'de>>>, D::Error> {
     struct MetadataVisitor;
     impl<'de> serde::de::Visitor<'de> for MetadataVisitor {
-        type Value = Option<BTreeMap<String, String>>;
+        type Value = Option<BTreeMap<String, Text<'de>>>;
 
         fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
             f.write_str("a metadata object")
@@ -309,7 +316,7 @@ fn bounded_metadata<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<BTr
         fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
             let mut entries = BTreeMap::new();
             let mut seen = 0usize;
-            while let Some((key, value)) = map.next_entry::<String, String>()? {
+            while let Some((key, value)) = map.next_entry::<String, Text<'de>>()? {
                 seen += 1;
                 if seen > MAX_METADATA_ENTRIES {
                     return Err(serde::de::Error::custom(Bound::Metadata.marker()));
@@ -333,12 +340,42 @@ fn bounded_external<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec
     )
 }
 
+/// A JSON string, borrowed from the request body when it has no escapes (base64 never has), so a
+/// large `data` field is not copied before it is decoded.
+struct Text<'a>(std::borrow::Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct TextVisitor;
+        impl<'de> serde::de::Visitor<'de> for TextVisitor {
+            type Value = Text<'de>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+
+            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Text(std::borrow::Cow::Borrowed(v)))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Text(std::borrow::Cow::Owned(v.to_owned())))
+            }
+
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Text(std::borrow::Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(TextVisitor)
+    }
+}
+
 #[derive(Deserialize)]
-struct RawPayload {
-    #[serde(default, deserialize_with = "bounded_metadata")]
-    metadata: Option<BTreeMap<String, String>>,
-    #[serde(default)]
-    data: Option<String>,
+struct RawPayload<'a> {
+    #[serde(default, borrow, deserialize_with = "bounded_metadata")]
+    metadata: Option<BTreeMap<String, Text<'a>>>,
+    #[serde(default, borrow)]
+    data: Option<Text<'a>>,
     #[serde(default, rename = "externalPayloads", alias = "external_payloads", deserialize_with = "bounded_external")]
     external_payloads: Option<Vec<RawExternal>>,
 }
@@ -359,19 +396,19 @@ enum Int64 {
     Text(String),
 }
 
-impl RawPayload {
+impl RawPayload<'_> {
     fn into_payload(self, index: usize) -> Result<Payload, ProtocolError> {
         let metadata = self
             .metadata
             .unwrap_or_default()
             .into_iter()
-            .map(|(k, v)| match base64_lenient::decode(&v) {
+            .map(|(k, v)| match base64_lenient::decode(&v.0) {
                 Ok(bytes) => Ok((k, bytes)),
                 Err(_) => Err(ProtocolError::InvalidBase64 { index, field: metadata_field_name(&k) }),
             })
             .collect::<Result<_, _>>()?;
         let data = match self.data {
-            Some(text) => base64_lenient::decode(&text)
+            Some(text) => base64_lenient::decode(&text.0)
                 .map_err(|_| ProtocolError::InvalidBase64 { index, field: "data".into() })?,
             None => Vec::new(),
         };
@@ -405,74 +442,68 @@ fn metadata_field_name(key: &str) -> String {
     name
 }
 
-impl Serialize for Payloads {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(1))?;
-        map.serialize_entry("payloads", &JsonPayloadList(&self.payloads))?;
-        map.end()
-    }
+/// Writes `{"payloads":[…]}` straight into one buffer. Base64 text never needs JSON escaping, so it is
+/// encoded in place instead of through a `String` and serde_json's per-byte escape check (for large
+/// payloads those two passes cost more than the AEAD); only metadata keys, which callers choose, go
+/// through serde_json's escaping.
+struct JsonWriter {
+    out: Vec<u8>,
 }
 
-struct JsonPayloadList<'a>(&'a [Payload]);
-
-impl Serialize for JsonPayloadList<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeSeq;
-        let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
-        for p in self.0 {
-            seq.serialize_element(&JsonPayload(p))?;
-        }
-        seq.end()
+impl JsonWriter {
+    fn with_capacity_for(payloads: &[Payload]) -> JsonWriter {
+        let base64_len = |n: usize| n.div_ceil(3) * 4;
+        let estimate: usize = payloads
+            .iter()
+            .map(|p| {
+                40 + base64_len(p.data.len())
+                    + p.metadata.iter().map(|(k, v)| k.len() + base64_len(v.len()) + 6).sum::<usize>()
+                    + p.external_payloads.len() * 32
+            })
+            .sum();
+        JsonWriter { out: Vec::with_capacity(16 + estimate) }
     }
-}
 
-struct JsonPayload<'a>(&'a Payload);
-
-impl Serialize for JsonPayload<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let p = self.0;
-        let mut map = serializer.serialize_map(None)?;
-        map.serialize_entry("metadata", &JsonMetadata(&p.metadata))?;
-        map.serialize_entry("data", &base64_lenient::encode(&p.data))?;
-        if !p.external_payloads.is_empty() {
-            map.serialize_entry("externalPayloads", &JsonExternal(&p.external_payloads))?;
-        }
-        map.end()
+    fn raw(&mut self, bytes: &[u8]) {
+        self.out.extend_from_slice(bytes);
     }
-}
 
-/// Metadata values as base64, written straight out (the map is already sorted).
-struct JsonMetadata<'a>(&'a BTreeMap<String, Vec<u8>>);
-
-impl Serialize for JsonMetadata<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(self.0.len()))?;
-        for (k, v) in self.0 {
-            map.serialize_entry(k, &base64_lenient::encode(v))?;
-        }
-        map.end()
+    /// A JSON string of standard, padded base64.
+    fn base64(&mut self, bytes: &[u8]) {
+        self.out.push(b'"');
+        base64_lenient::encode_into(bytes, &mut self.out);
+        self.out.push(b'"');
     }
-}
 
-/// `[{"sizeBytes":"123"}, …]` without building a map per entry.
-struct JsonExternal<'a>(&'a [ExternalPayloadDetails]);
+    /// A JSON string of caller-chosen text, escaped.
+    fn text(&mut self, text: &str) {
+        // Writing a str into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut self.out, text);
+    }
 
-impl Serialize for JsonExternal<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeSeq;
-        struct Entry(i64);
-        impl Serialize for Entry {
-            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                let mut map = serializer.serialize_map(Some(1))?;
-                map.serialize_entry("sizeBytes", &self.0.to_string())?;
-                map.end()
+    fn payload(&mut self, p: &Payload) {
+        self.raw(b"{\"metadata\":{");
+        for (i, (key, value)) in p.metadata.iter().enumerate() {
+            if i > 0 {
+                self.raw(b",");
             }
+            self.text(key);
+            self.raw(b":");
+            self.base64(value);
         }
-        let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
-        for e in self.0 {
-            seq.serialize_element(&Entry(e.size_bytes))?;
+        self.raw(b"},\"data\":");
+        self.base64(&p.data);
+        if !p.external_payloads.is_empty() {
+            self.raw(b",\"externalPayloads\":[");
+            for (i, e) in p.external_payloads.iter().enumerate() {
+                if i > 0 {
+                    self.raw(b",");
+                }
+                self.raw(format!("{{\"sizeBytes\":\"{}\"}}", e.size_bytes).as_bytes());
+            }
+            self.raw(b"]");
         }
-        seq.end()
+        self.raw(b"}");
     }
 }
 

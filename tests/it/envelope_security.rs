@@ -55,7 +55,11 @@ fn layout(bytes: &[u8]) -> Layout {
 
 /// A small envelope (one or more EDKs) sealed for "ns" with `DEK`.
 fn small_envelope(edks: &[Edk], plaintext: &[u8]) -> Vec<u8> {
-    let params = SealParams { flags: 0, message_id: [7; 32], iv: Iv([9; 12]), namespace: "ns", edks };
+    small_envelope_with(envelope::SUITE_AES256GCM_HKDF_SHA512_COMMIT, edks, plaintext)
+}
+
+fn small_envelope_with(suite: u16, edks: &[Edk], plaintext: &[u8]) -> Vec<u8> {
+    let params = SealParams { suite, flags: 0, message_id: [7; 32], iv: Iv([9; 12]), namespace: "ns", edks };
     envelope::seal(&DataKey::from_bytes(DEK), &params, plaintext).expect("seal")
 }
 
@@ -112,17 +116,18 @@ proptest! {
         message_id in any::<[u8; 32]>(),
         iv in any::<[u8; 12]>(),
         zstd_flag in any::<bool>(),
+        suite in prop::sample::select(envelope::SUITES.to_vec()),
         ns in namespace(),
         edks in vec(edk(), 1..=4),
         plaintext in plaintext(),
     ) {
         let dek = DataKey::from_bytes(dek);
         let flags = if zstd_flag { FLAG_ZSTD } else { 0 };
-        let params = SealParams { flags, message_id, iv: Iv(iv), namespace: &ns, edks: &edks };
+        let params = SealParams { suite, flags, message_id, iv: Iv(iv), namespace: &ns, edks: &edks };
         let sealed = envelope::seal(&dek, &params, &plaintext).unwrap();
 
         let parsed = envelope::parse(&sealed).unwrap();
-        prop_assert_eq!((parsed.flags, parsed.message_id, parsed.iv), (flags, message_id, Iv(iv)));
+        prop_assert_eq!((parsed.suite, parsed.flags, parsed.message_id, parsed.iv), (suite, flags, message_id, Iv(iv)));
         prop_assert_eq!(&parsed.namespace, &ns);
         prop_assert_eq!(&parsed.edks, &edks);
         prop_assert_eq!(parsed.is_compressed(), zstd_flag);
@@ -184,35 +189,42 @@ fn random_payloads_round_trip_through_the_codec_with_and_without_compression() {
 
 #[test]
 fn every_single_bit_flip_of_a_small_envelope_is_refused_by_the_right_check() {
-    let bytes = small_envelope(&[local_edk("k", 8)], b"hello");
-    let at = layout(&bytes);
-    assert_eq!(parse_and_open(&bytes).unwrap(), b"hello");
-    let mut flips = 0;
-    for i in 0..bytes.len() {
-        for bit in 0..8 {
-            let mut flipped = bytes.clone();
-            flipped[i] ^= 1 << bit;
-            let err = parse_and_open(&flipped).expect_err("a flipped envelope opened");
-            let expected = match i {
-                0..=2 => Some(EnvelopeError::BadMagic),
-                3 => Some(EnvelopeError::UnknownVersion(flipped[3])),
-                4 | 5 => Some(EnvelopeError::UnknownSuite(u16::from_be_bytes([flipped[4], flipped[5]]))),
-                6 if bit == 0 => Some(EnvelopeError::Open),
-                6 => Some(EnvelopeError::ReservedFlags(flipped[6])),
-                // The message id feeds the key schedule, so the commitment no longer matches.
-                7..=38 => Some(EnvelopeError::CommitmentMismatch),
-                _ if (at.commitment_at..at.iv_at).contains(&i) => Some(EnvelopeError::CommitmentMismatch),
-                _ if i >= at.iv_at => Some(EnvelopeError::Open),
-                // Namespace, EDK count and EDK fields: a parse error or the AAD check, either is fine.
-                _ => None,
-            };
-            if let Some(expected) = expected {
-                assert_eq!(err, expected, "byte {i} bit {bit}");
+    for suite in envelope::SUITES {
+        let bytes = small_envelope_with(suite, &[local_edk("k", 8)], b"hello");
+        let at = layout(&bytes);
+        assert_eq!(parse_and_open(&bytes).unwrap(), b"hello");
+        let mut flips = 0;
+        for i in 0..bytes.len() {
+            for bit in 0..8 {
+                let mut flipped = bytes.clone();
+                flipped[i] ^= 1 << bit;
+                let err = parse_and_open(&flipped).expect_err("a flipped envelope opened");
+                let expected = match i {
+                    0..=2 => Some(EnvelopeError::BadMagic),
+                    3 => Some(EnvelopeError::UnknownVersion(flipped[3])),
+                    // No single flip turns one known suite into the other (0x0001 and 0x0002 differ in two bits).
+                    4 | 5 => Some(EnvelopeError::UnknownSuite(u16::from_be_bytes([flipped[4], flipped[5]]))),
+                    6 if bit == 0 => Some(EnvelopeError::Open),
+                    6 => Some(EnvelopeError::ReservedFlags(flipped[6])),
+                    // Suite 0x0001: the message id feeds the key schedule, so the commitment no longer
+                    // matches. Suite 0x0002: it is in the AAD only.
+                    7..=38 if suite == envelope::SUITE_AES256GCM_HKDF_SHA512_COMMIT => {
+                        Some(EnvelopeError::CommitmentMismatch)
+                    }
+                    7..=38 => Some(EnvelopeError::Open),
+                    _ if (at.commitment_at..at.iv_at).contains(&i) => Some(EnvelopeError::CommitmentMismatch),
+                    _ if i >= at.iv_at => Some(EnvelopeError::Open),
+                    // Namespace, EDK count and EDK fields: a parse error or the AAD check, either is fine.
+                    _ => None,
+                };
+                if let Some(expected) = expected {
+                    assert_eq!(err, expected, "suite {suite}: byte {i} bit {bit}");
+                }
+                flips += 1;
             }
-            flips += 1;
         }
+        assert_eq!(flips, bytes.len() * 8);
     }
-    assert_eq!(flips, bytes.len() * 8);
 }
 
 #[tokio::test]
@@ -328,7 +340,7 @@ fn unknown_versions_suites_flags_edk_counts_and_providers_are_rejected_by_name()
     for version in [0x00, 0x02, 0xff] {
         assert_eq!(with(3, version), EnvelopeError::UnknownVersion(version));
     }
-    for suite in [0x0000u16, 0x0002, 0x0101, 0xffff] {
+    for suite in [0x0000u16, 0x0003, 0x0101, 0xffff] {
         let mut b = bytes.clone();
         b[4..6].copy_from_slice(&suite.to_be_bytes());
         assert_eq!(envelope::parse(&b).map(|_| ()).unwrap_err(), EnvelopeError::UnknownSuite(suite));
@@ -356,12 +368,16 @@ fn unknown_versions_suites_flags_edk_counts_and_providers_are_rejected_by_name()
     let dek = DataKey::from_bytes(DEK);
     let edks: Vec<Edk> = (0..5).map(|i| local_edk(&format!("k{i}"), 8)).collect();
     let seal = |flags, edks: &[Edk]| {
-        let params = SealParams { flags, message_id: [1; 32], iv: Iv([2; 12]), namespace: "ns", edks };
+        let suite = envelope::SUITE_AES256GCM_HKDF_SHA512_PER_KEY;
+        let params = SealParams { suite, flags, message_id: [1; 32], iv: Iv([2; 12]), namespace: "ns", edks };
         envelope::seal(&dek, &params, b"x").unwrap_err()
     };
     assert_eq!(seal(0x02, &edks[..1]), EnvelopeError::ReservedFlags(0x02));
     assert_eq!(seal(0, &[]), EnvelopeError::BadEdkCount(0));
     assert_eq!(seal(0, &edks), EnvelopeError::BadEdkCount(5));
+    let params =
+        SealParams { suite: 3, flags: 0, message_id: [1; 32], iv: Iv([2; 12]), namespace: "ns", edks: &edks[..1] };
+    assert_eq!(envelope::seal(&dek, &params, b"x").unwrap_err(), EnvelopeError::UnknownSuite(3));
 }
 
 #[tokio::test]

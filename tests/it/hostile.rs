@@ -171,6 +171,7 @@ async fn a_sealed_poison_payload_is_refused_when_opened_instead_of_blowing_up_th
 /// An envelope for `default` under the dev KEK whose wrapped keys are garbage.
 fn forged_envelope(edks: &[Edk]) -> Payload {
     let params = SealParams {
+        suite: envelope::SUITE_AES256GCM_HKDF_SHA512_PER_KEY,
         flags: 0,
         message_id: envelope::random_message_id(),
         iv: aead::Iv::random(),
