@@ -148,6 +148,34 @@ async fn a_body_of_empty_objects_stops_at_the_payload_limit() {
     assert_eq!(error_code(response).await, "too-many-elements");
 }
 
+#[tokio::test]
+async fn deeply_nested_json_is_refused_without_exhausting_the_stack() {
+    let app = TestApp::spawn().await;
+    let deep = |depth: usize| format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+    // In an ignored unknown field, in place of the payload list, and as the whole body: serde_json's
+    // recursion limit (128) stops each at once.
+    for body in [
+        format!("{{\"payloads\":[],\"unknownField\":{}}}", deep(100_000)),
+        format!("{{\"payloads\":{}}}", deep(100_000)),
+        deep(100_000),
+        format!("{{\"payloads\":[{{\"metadata\":{{\"k\":{}}}}}]}}", deep(1_000)),
+    ] {
+        let response = app
+            .client
+            .post(app.url("/decode"))
+            .header("content-type", "application/json")
+            .header("x-namespace", "default")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400);
+        assert_eq!(error_code(response).await, "malformed-json");
+    }
+    // The server is still there.
+    assert_eq!(app.decode("default", &[payload(b"ok")]).await, vec![payload(b"ok")]);
+}
+
 fn ns(name: &str) -> Namespace {
     Namespace::parse(name).unwrap()
 }
