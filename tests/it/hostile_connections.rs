@@ -95,10 +95,10 @@ impl WellBehaved {
 }
 
 /// The well-behaved client's figures with no attack, for comparison (printed only).
-async fn baseline(client: reqwest::Client, url: String) {
+async fn baseline(client: reqwest::Client, url: String, label: &str) {
     let well = WellBehaved::start(client, url);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    well.finish("no attack (baseline)").await.assert_served("the baseline");
+    well.finish(label).await.assert_served(label);
 }
 
 impl Served {
@@ -177,6 +177,7 @@ async fn thousands_of_idle_connections_are_closed_while_a_well_behaved_client_is
     let server = ServerProcess::start("client_request_timeout = \"2s\"\nkeep_alive = \"2s\"", &[]);
     let pid = server.pid();
     let client = reqwest::Client::new();
+    baseline(client.clone(), server.url("/encode"), "no attack (HTTP/1.1)").await;
     let well = WellBehaved::start(client, server.url("/encode"));
     tokio::time::sleep(Duration::from_millis(200)).await;
     let baseline = open_files(pid);
@@ -389,7 +390,7 @@ fn h2_outcome(result: Result<Result<(), h2::Error>, tokio::task::JoinError>) -> 
 async fn http2_rapid_resets_are_bounded_and_other_connections_are_served() {
     let tls = TlsServer::start("");
     let pid = tls.server.pid();
-    baseline(tls.client(), tls.url("/encode")).await;
+    baseline(tls.client(), tls.url("/encode"), "no attack (HTTP/2 over TLS, before the rapid resets)").await;
     let well = WellBehaved::start(tls.client(), tls.url("/encode"));
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (baseline_files, baseline_rss) = (open_files(pid), rss_mib(pid));
@@ -447,7 +448,7 @@ async fn http2_rapid_resets_are_bounded_and_other_connections_are_served() {
 async fn an_http2_stream_flood_gets_clear_answers_and_other_connections_are_served() {
     let tls = TlsServer::start("body_read_timeout = \"2s\"");
     let pid = tls.server.pid();
-    baseline(tls.client(), tls.url("/encode")).await;
+    baseline(tls.client(), tls.url("/encode"), "no attack (HTTP/2 over TLS, before the stream flood)").await;
     let well = WellBehaved::start(tls.client(), tls.url("/encode"));
     tokio::time::sleep(Duration::from_millis(200)).await;
     let baseline_rss = rss_mib(pid);
