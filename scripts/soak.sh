@@ -21,7 +21,7 @@
 # Usage: bash scripts/soak.sh
 # Environment:
 #   SOAK_SECONDS      total length of the phases (default 600; phases scale with it, e.g. 120 for a check)
-#   SOAK_CONNECTIONS  wrk connections (default 8)
+#   SOAK_CONNECTIONS  wrk connections (default: one per 100 req/s of the target, so each pauses ~10 ms)
 #   SOAK_PORT         first of six consecutive loopback ports (default 18400)
 #   SOAK_BIN          a built server binary (default: cargo build --release, then target/release/codec-server)
 # Output: target/soak/<UTC time>/ (report.md, server.log, samples.tsv, results.jsonl, the OpenBao unseal key
@@ -33,7 +33,6 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 
 total="${SOAK_SECONDS:-600}"
-conns="${SOAK_CONNECTIONS:-8}"
 base_port="${SOAK_PORT:-18400}"
 port=$base_port admin_port=$((base_port + 1)) bao_port=$((base_port + 2)) pg_port=$((base_port + 3))
 jwks_port=$((base_port + 4)) bao_cluster_port=$((base_port + 5))
@@ -260,10 +259,15 @@ SOAK_PHASE=calibration SOAK_RESULTS="$run/calibration.jsonl" SOAK_DELAY_MS=0 \
     wrk -t2 -c16 -d"${calib}s" --timeout 15s -s scripts/soak.lua "https://127.0.0.1:$port" >/dev/null
 max_rps=$(jq -r '.requests / (.duration_us / 1e6) | floor' "$run/calibration.jsonl")
 (( max_rps > 0 )) || die "calibration measured no requests"
-# Each connection waits delay_ms between requests: conns * 1000 / delay_ms ≈ half the maximum.
-delay_ms=$(( conns * 1000 * 2 / max_rps ))
+# Each connection pauses delay_ms between requests, so conns * 1000 / (delay_ms + latency) ≈ half the
+# maximum. wrk's pauses have millisecond steps and about a millisecond of slack: with ~10 ms pauses that
+# error stays small; one millisecond is taken off for the latency and the slack.
+target=$(( max_rps / 2 ))
+conns="${SOAK_CONNECTIONS:-$(( (target + 99) / 100 ))}"
+(( conns < 2 )) && conns=2
+delay_ms=$(( conns * 1000 / target - 1 ))
 (( delay_ms < 1 )) && delay_ms=1
-log "maximum ${max_rps} req/s; soak at ~$(( conns * 1000 / delay_ms )) req/s ($conns connections, ${delay_ms} ms apart)"
+log "maximum ${max_rps} req/s; soak target ${target} req/s ($conns connections, ${delay_ms} ms pause each)"
 sleep 2
 
 # ---------------------------------------------------------------- sampling RSS and open files
