@@ -13,6 +13,7 @@ pub mod cli;
 pub mod clock;
 pub mod codec;
 pub mod config;
+pub mod connection;
 pub mod cors;
 pub mod error;
 pub mod glob;

@@ -60,6 +60,9 @@ impl Application {
         let separate_admin = config.server.admin_listen.is_some();
         let mut server = HttpServer::new(move || {
             App::new()
+                // Innermost: a request refused for its connection's stream count is still logged, counted
+                // in metrics and given CORS headers by the layers around it.
+                .wrap(actix_web::middleware::from_fn(crate::connection::middleware))
                 .wrap(crate::cors::cors_middleware(&cors))
                 .wrap(actix_web::middleware::from_fn(crate::cors::json_refusals))
                 .wrap(actix_web::middleware::from_fn(crate::metrics::middleware))
@@ -74,7 +77,12 @@ impl Application {
         .shutdown_timeout(config.server.shutdown_timeout.as_secs_f64().ceil() as u64)
         // Slow or idle clients are cut off; request heads are also bounded by actix (96 headers, 128 KiB).
         .client_request_timeout(config.server.client_request_timeout)
+        // Each connection counts its requests in service (HTTP/2 streams): crate::connection.
+        .on_connect(crate::connection::InService::on_connect(config.server.max_concurrent_streams))
         .keep_alive(config.server.keep_alive)
+        // HTTP/2 writes a response's HEADERS and DATA frames separately: with Nagle's algorithm on (the OS
+        // default) the second write waits for the client's delayed ACK, ~40 ms on every HTTP/2 response.
+        .tcp_nodelay(true)
         .max_connections(config.server.max_connections_per_worker);
         server = match tls {
             Some(tls) => server.listen_rustls_0_23(listener, tls)?,

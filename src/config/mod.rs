@@ -83,6 +83,9 @@ pub struct ServerConfig {
     pub keep_alive: Duration,
     /// Open connections per worker thread at most; past it, new connections wait in the accept backlog.
     pub max_connections_per_worker: usize,
+    /// Requests in service at once on one connection (HTTP/2 streams; HTTP/1.1 has one at a time);
+    /// past it, 503 `overloaded` at once. actix-http cannot advertise `SETTINGS_MAX_CONCURRENT_STREAMS`.
+    pub max_concurrent_streams: usize,
     /// Bound on all decompression in one decode request (zstd envelopes, legacy zlib/gzip/snappy layers).
     pub max_decompressed_bytes: usize,
     /// HTTP worker threads; default: one per core.
@@ -314,6 +317,7 @@ impl Default for ServerConfig {
             client_request_timeout: Duration::from_secs(5),
             keep_alive: Duration::from_secs(75),
             max_connections_per_worker: 25_000,
+            max_concurrent_streams: 256,
             max_decompressed_bytes: 64 << 20,
             workers: None,
             trusted_proxies: Vec::new(),
@@ -467,8 +471,10 @@ impl Config {
                 s.max_body_bytes
             );
         }
-        if s.client_request_timeout.is_zero() || s.max_connections_per_worker == 0 {
-            bail!("server.client_request_timeout and server.max_connections_per_worker must be greater than zero");
+        if s.client_request_timeout.is_zero() || s.max_connections_per_worker == 0 || s.max_concurrent_streams == 0 {
+            bail!(
+                "server.client_request_timeout, server.max_connections_per_worker and server.max_concurrent_streams must be greater than zero"
+            );
         }
         if s.body_read_timeout.is_zero() {
             bail!("server.body_read_timeout must be greater than zero, e.g. \"30s\"");

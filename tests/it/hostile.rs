@@ -148,6 +148,38 @@ async fn a_body_of_empty_objects_stops_at_the_payload_limit() {
     assert_eq!(error_code(response).await, "too-many-elements");
 }
 
+#[tokio::test]
+async fn deeply_nested_json_is_refused_without_exhausting_the_stack() {
+    let app = TestApp::spawn().await;
+    let deep = |depth: usize| format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+    // An ignored unknown field is skipped without recursion (serde_json keeps its brackets in a list,
+    // at most one byte per byte of the body); where the parser descends, its recursion limit (128)
+    // stops the parse at once.
+    let cases = [
+        (format!("{{\"payloads\":[],\"unknownField\":{}}}", deep(100_000)), 200),
+        (format!("{{\"payloads\":{}}}", deep(100_000)), 400),
+        (deep(100_000), 400),
+        (format!("{{\"payloads\":[{{\"metadata\":{{\"k\":{}}}}}]}}", deep(1_000)), 400),
+    ];
+    for (i, (body, status)) in cases.into_iter().enumerate() {
+        let response = app
+            .client
+            .post(app.url("/decode"))
+            .header("content-type", "application/json")
+            .header("x-namespace", "default")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status, "case {i}");
+        if status == 400 {
+            assert_eq!(error_code(response).await, "malformed-json", "case {i}");
+        }
+    }
+    // The server is still there.
+    assert_eq!(app.decode("default", &[payload(b"ok")]).await, vec![payload(b"ok")]);
+}
+
 fn ns(name: &str) -> Namespace {
     Namespace::parse(name).unwrap()
 }

@@ -17,6 +17,7 @@ mod helm;
 mod helm_production;
 mod helpers;
 mod hostile;
+mod hostile_connections;
 mod jws_vectors;
 #[cfg(feature = "aws-kms")]
 mod kms_aws;

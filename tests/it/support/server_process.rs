@@ -129,6 +129,11 @@ impl ServerProcess {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
+    /// The server's process id (for `/proc/PID/fd` and `/proc/PID/status`).
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
     /// Sends a signal (`-TERM`, `-INT`, …) to the server process.
     pub fn signal(&self, signal: &str) {
         let status = Command::new("kill").args([signal, &self.pid.to_string()]).status().expect("run kill");
