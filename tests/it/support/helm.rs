@@ -19,10 +19,11 @@ pub const NAMESPACE: &str = "codec";
 /// The Kubernetes version the manifests are rendered for and validated against (the chart needs >= 1.30).
 pub const KUBERNETES_VERSION: &str = "1.33.0";
 /// The value sets in `charts/codec-server/ci/`, by file stem (`<name>-values.yaml`).
-pub const VALUE_SETS: [&str; 10] = [
+pub const VALUE_SETS: [&str; 11] = [
     "minimal",
     "aws-irsa",
     "gcp-workload-identity",
+    "aks-workload-identity",
     "vault-approle",
     "postgres-audit",
     "ingress-tls",
