@@ -249,7 +249,10 @@ async fn build_backends(
 }
 
 /// Every distinct KEK of `provider` named by any keyring, in a stable order.
-#[cfg_attr(not(any(feature = "aws-kms", feature = "gcp-kms", feature = "vault-transit", feature = "azure-keyvault")), allow(dead_code))]
+#[cfg_attr(
+    not(any(feature = "aws-kms", feature = "gcp-kms", feature = "vault-transit", feature = "azure-keyvault")),
+    allow(dead_code)
+)]
 fn keks_of(config: &Config, provider: Provider) -> anyhow::Result<Vec<KekUri>> {
     let mut uris = BTreeSet::new();
     for ring in config.keyrings.values() {

@@ -659,9 +659,10 @@ impl Config {
     /// because the Azure SDK refuses to send a bearer token over plain http.
     fn validate_azure(&self, plaintext: endpoints::PlaintextHttp) -> anyhow::Result<()> {
         let azure = &self.kms.azure;
-        for (setting, url) in
-            [("kms.azure.endpoint", azure.endpoint.as_deref()), ("kms.azure.authority_host", azure.authority_host.as_deref())]
-        {
+        for (setting, url) in [
+            ("kms.azure.endpoint", azure.endpoint.as_deref()),
+            ("kms.azure.authority_host", azure.authority_host.as_deref()),
+        ] {
             let Some(url) = url else { continue };
             endpoints::check_endpoint(setting, url, plaintext)?;
             if !url.starts_with("https://") {

@@ -32,9 +32,8 @@ use azure_core::credentials::{AccessToken, Secret as AzureSecret, TokenCredentia
 use azure_core::error::ErrorKind;
 use azure_core::http::{ClientOptions, RequestContent, RetryOptions, Transport};
 use azure_identity::{
-    ClientAssertionCredentialOptions, ClientSecretCredential, ClientSecretCredentialOptions,
-    ManagedIdentityCredential, ManagedIdentityCredentialOptions, UserAssignedId, WorkloadIdentityCredential,
-    WorkloadIdentityCredentialOptions,
+    ClientAssertionCredentialOptions, ClientSecretCredential, ClientSecretCredentialOptions, ManagedIdentityCredential,
+    ManagedIdentityCredentialOptions, UserAssignedId, WorkloadIdentityCredential, WorkloadIdentityCredentialOptions,
 };
 use azure_security_keyvault_keys::models::{
     EncryptionAlgorithm, KeyClientDecryptOptions, KeyClientGetKeyOptions, KeyClientUnwrapKeyOptions,
@@ -139,7 +138,9 @@ impl AzureKeyId {
                 let alg = WrapAlgorithm::parse(name).ok_or("algorithm must be RSA-OAEP-256, RSA-OAEP or A256KW")?;
                 match (proxy, alg) {
                     (false, WrapAlgorithm::RsaOaep) => {
-                        return Err("new data keys are wrapped with RSA-OAEP-256 (or A256KW on Managed HSM), not RSA-OAEP");
+                        return Err(
+                            "new data keys are wrapped with RSA-OAEP-256 (or A256KW on Managed HSM), not RSA-OAEP",
+                        );
                     }
                     (true, WrapAlgorithm::A256Kw) => return Err("Temporal Proxy's Key Vault keys are RSA keys"),
                     (false, WrapAlgorithm::A256Kw) if !managed_hsm => {
@@ -149,13 +150,7 @@ impl AzureKeyId {
                 }
             }
         };
-        Ok(AzureKeyId {
-            vault_host,
-            name: name.to_owned(),
-            version: version.map(str::to_owned),
-            algorithm,
-            proxy,
-        })
+        Ok(AzureKeyId { vault_host, name: name.to_owned(), version: version.map(str::to_owned), algorithm, proxy })
     }
 
     /// The Entra ID scope of this vault's tokens: `https://vault.azure.net/.default` for
@@ -348,22 +343,27 @@ fn http_client(config: &AzureKeyVaultConfig) -> anyhow::Result<reqwest::Client> 
 fn credential(config: &AzureKeyVaultConfig, options: ClientOptions) -> anyhow::Result<Arc<dyn TokenCredential>> {
     let kind = config.credential_kind(|name| std::env::var_os(name).is_some());
     let built: azure_core::Result<Arc<dyn TokenCredential>> = match kind {
-        AzureCredentialKind::WorkloadIdentity => WorkloadIdentityCredential::new(Some(WorkloadIdentityCredentialOptions {
-            credential_options: ClientAssertionCredentialOptions { client_options: options },
-            client_id: config.client_id.clone(),
-            tenant_id: config.tenant_id.clone(),
-            token_file_path: config.federated_token_file.clone(),
-            ..Default::default()
-        }))
-        .map(|c| c as Arc<dyn TokenCredential>),
-        AzureCredentialKind::ManagedIdentity => ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
-            user_assigned_id: config.client_id.clone().map(UserAssignedId::ClientId),
-            client_options: options,
-            ..Default::default()
-        }))
-        .map(|c| c as Arc<dyn TokenCredential>),
+        AzureCredentialKind::WorkloadIdentity => {
+            WorkloadIdentityCredential::new(Some(WorkloadIdentityCredentialOptions {
+                credential_options: ClientAssertionCredentialOptions { client_options: options },
+                client_id: config.client_id.clone(),
+                tenant_id: config.tenant_id.clone(),
+                token_file_path: config.federated_token_file.clone(),
+                ..Default::default()
+            }))
+            .map(|c| c as Arc<dyn TokenCredential>)
+        }
+        AzureCredentialKind::ManagedIdentity => {
+            ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
+                user_assigned_id: config.client_id.clone().map(UserAssignedId::ClientId),
+                client_options: options,
+                ..Default::default()
+            }))
+            .map(|c| c as Arc<dyn TokenCredential>)
+        }
         AzureCredentialKind::ClientSecret => {
-            let (Some(tenant), Some(client), Some(secret)) = (&config.tenant_id, &config.client_id, &config.client_secret)
+            let (Some(tenant), Some(client), Some(secret)) =
+                (&config.tenant_id, &config.client_id, &config.client_secret)
             else {
                 anyhow::bail!("credential = \"client-secret\" needs tenant_id, client_id and client_secret");
             };
@@ -479,7 +479,8 @@ mod tests {
             ("codec-prod.vault.azure.net", "payments", None, WrapAlgorithm::RsaOaep256, false)
         );
         assert_eq!(ours.scope(), "https://vault.azure.net/.default");
-        let hsm = AzureKeyId::parse("azure-keyvault://h1.managedhsm.azure.net/keys/k/0123abcd?algorithm=A256KW").unwrap();
+        let hsm =
+            AzureKeyId::parse("azure-keyvault://h1.managedhsm.azure.net/keys/k/0123abcd?algorithm=A256KW").unwrap();
         assert_eq!((hsm.algorithm, hsm.version.as_deref()), (WrapAlgorithm::A256Kw, Some("0123abcd")));
         assert_eq!(hsm.scope(), "https://managedhsm.azure.net/.default");
         let cn = AzureKeyId::parse("azure-keyvault://v01.vault.azure.cn/keys/k").unwrap();
@@ -528,10 +529,23 @@ mod tests {
     }
 
     #[test]
+    fn the_credential_follows_the_configuration_then_the_environment() {
+        let mut config = AzureKeyVaultConfig::default();
+        let aks = |name: &str| name == "AZURE_FEDERATED_TOKEN_FILE";
+        assert_eq!(config.credential_kind(|_| false), AzureCredentialKind::ManagedIdentity);
+        assert_eq!(config.credential_kind(aks), AzureCredentialKind::WorkloadIdentity);
+        config.client_secret = Some(crate::config::Secret::new("s"));
+        assert_eq!(config.credential_kind(aks), AzureCredentialKind::ClientSecret);
+        config.credential = Some(AzureCredentialKind::ManagedIdentity);
+        assert_eq!(config.credential_kind(aks), AzureCredentialKind::ManagedIdentity);
+    }
+
+    #[test]
     fn wrapped_keys_carry_their_version() {
         let wrapped = encode_wrapped("0123abcd", &[7; 256]);
         assert_eq!(decode_wrapped(&wrapped), Some(("0123abcd", &[7u8; 256][..])));
-        for bad in [&[][..], &[2, 1, b'a', 0][..], &[1, 0, 0][..], &[1, 3, b'a', b'b', b'c'][..], &[1, 1, b'-', 0][..]] {
+        for bad in [&[][..], &[2, 1, b'a', 0][..], &[1, 0, 0][..], &[1, 3, b'a', b'b', b'c'][..], &[1, 1, b'-', 0][..]]
+        {
             assert_eq!(decode_wrapped(bad), None, "{bad:?}");
         }
     }

@@ -366,18 +366,23 @@ fn key_operation(
     };
     count(op);
     let keys = state.keys.lock().unwrap();
-    let key = keys.get(name).ok_or_else(|| failure(404, "KeyNotFound", format!("A key with (name/id) {name} was not found in this key vault.")))?;
+    let key = keys.get(name).ok_or_else(|| {
+        failure(404, "KeyNotFound", format!("A key with (name/id) {name} was not found in this key vault."))
+    })?;
     let (version, private) = if version.is_empty() {
         key.versions.last().expect("a version")
     } else {
-        key.versions
-            .iter()
-            .find(|(v, _)| v == version)
-            .ok_or_else(|| failure(404, "KeyNotFound", format!("A key with (name/id) {name}/{version} was not found.")))?
+        key.versions.iter().find(|(v, _)| v == version).ok_or_else(|| {
+            failure(404, "KeyNotFound", format!("A key with (name/id) {name}/{version} was not found."))
+        })?
     };
     let kid = format!("https://{}/keys/{name}/{version}", state.vault_host);
     let permitted = match op {
-        "get" => return Ok(json!({ "key": { "kid": kid, "kty": "RSA", "key_ops": key.ops }, "attributes": { "enabled": true } })),
+        "get" => {
+            return Ok(
+                json!({ "key": { "kid": kid, "kty": "RSA", "key_ops": key.ops }, "attributes": { "enabled": true } }),
+            );
+        }
         "wrapkey" => "wrapKey",
         "unwrapkey" => "unwrapKey",
         "encrypt" => "encrypt",
@@ -387,11 +392,14 @@ fn key_operation(
     if !key.ops.contains(&permitted) {
         return Err(failure(403, "Forbidden", format!("Operation {permitted} is not permitted on this key.")));
     }
-    let body: Value = serde_json::from_slice(body).map_err(|_| failure(400, "BadParameter", "The request body is not JSON."))?;
+    let body: Value =
+        serde_json::from_slice(body).map_err(|_| failure(400, "BadParameter", "The request body is not JSON."))?;
     let algorithm: &'static OaepAlgorithm = match body.get("alg").and_then(Value::as_str) {
         Some("RSA-OAEP-256") => &OAEP_SHA256_MGF1SHA256,
         Some("RSA-OAEP") => &OAEP_SHA1_MGF1SHA1,
-        other => return Err(failure(400, "BadParameter", format!("Algorithm {other:?} is not supported for RSA keys."))),
+        other => {
+            return Err(failure(400, "BadParameter", format!("Algorithm {other:?} is not supported for RSA keys.")));
+        }
     };
     let value = body
         .get("value")
