@@ -480,7 +480,7 @@ mod tests {
         );
         assert_eq!(ours.scope(), "https://vault.azure.net/.default");
         let hsm =
-            AzureKeyId::parse("azure-keyvault://h1.managedhsm.azure.net/keys/k/0123abcd?algorithm=A256KW").unwrap();
+            AzureKeyId::parse("azure-keyvault://hsm1.managedhsm.azure.net/keys/k/0123abcd?algorithm=A256KW").unwrap();
         assert_eq!((hsm.algorithm, hsm.version.as_deref()), (WrapAlgorithm::A256Kw, Some("0123abcd")));
         assert_eq!(hsm.scope(), "https://managedhsm.azure.net/.default");
         let cn = AzureKeyId::parse("azure-keyvault://v01.vault.azure.cn/keys/k").unwrap();
