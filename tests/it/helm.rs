@@ -279,7 +279,9 @@ fn the_schema_refuses_misspelt_keys_wrong_enums_and_settings_the_chart_owns() {
         ("config:\n  kms:\n    aws:\n      secret_access_key: abc\n", "'secret_access_key' not allowed"),
         ("config:\n  server:\n    admin_listen: 0.0.0.0:9000\n", "'admin_listen' not allowed"),
         ("serviceMonitor:\n  tlsConfig: {}\n", "'tlsConfig' not allowed"),
-        ("networkPolicy:\n  egress:\n    cloudMetadata: azure\n", "cloudMetadata"),
+        ("networkPolicy:\n  egress:\n    cloudMetadata: openstack\n", "cloudMetadata"),
+        ("config:\n  kms:\n    azure:\n      client_secret: abc\n", "'client_secret' not allowed"),
+        ("serviceAccount:\n  azureWorkloadIdentity:\n    clientId: not-a-guid\n", "clientId"),
         ("auditDatabase: mysql\n", "auditDatabase"),
         ("config:\n  keyrings:\n    main:\n      primary: [\"s3://bucket/key\"]\n", "primary"),
     ] {
