@@ -264,10 +264,7 @@ fn untrusted(kek: &KekUri, reason: &'static str) -> KmsError {
 }
 
 fn params(algorithm: WrapAlgorithm, value: Vec<u8>) -> azure_core::Result<RequestContent<KeyOperationParameters>> {
-    let mut p = KeyOperationParameters::default();
-    p.algorithm = Some(algorithm.sdk());
-    p.value = Some(value);
-    p.try_into()
+    KeyOperationParameters { algorithm: Some(algorithm.sdk()), value: Some(value), ..Default::default() }.try_into()
 }
 
 /// Key Vault keys, one client per vault.
@@ -349,7 +346,6 @@ fn credential(config: &AzureKeyVaultConfig, options: ClientOptions) -> anyhow::R
                 client_id: config.client_id.clone(),
                 tenant_id: config.tenant_id.clone(),
                 token_file_path: config.federated_token_file.clone(),
-                ..Default::default()
             }))
             .map(|c| c as Arc<dyn TokenCredential>)
         }
@@ -357,7 +353,6 @@ fn credential(config: &AzureKeyVaultConfig, options: ClientOptions) -> anyhow::R
             ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
                 user_assigned_id: config.client_id.clone().map(UserAssignedId::ClientId),
                 client_options: options,
-                ..Default::default()
             }))
             .map(|c| c as Arc<dyn TokenCredential>)
         }
