@@ -21,7 +21,7 @@ use crate::kms::encrypt_cache::{EncryptCache, EncryptLimits};
 use crate::kms::instrumented::{Instrumented, KmsStats};
 use crate::kms::keyring::{Kek, Keyring, KeyringRegistry, NamespaceKeys};
 use crate::kms::local::{self, LocalBackend};
-#[cfg(any(feature = "aws-kms", feature = "gcp-kms", feature = "vault-transit"))]
+#[cfg(any(feature = "aws-kms", feature = "gcp-kms", feature = "vault-transit", feature = "azure-keyvault"))]
 use crate::kms::resilient::{self, ResilienceSettings};
 use crate::kms::{DataKey, KekUri, KmsBackend, Provider};
 use crate::protocol::Namespace;
@@ -226,6 +226,16 @@ async fn build_backends(
             backends.insert(Provider::GcpKms, resilient::remote(Arc::new(backend), stats, settings));
         }
     }
+    #[cfg(feature = "azure-keyvault")]
+    {
+        let keks = keks_of(config, Provider::AzureKeyVault)?;
+        if !keks.is_empty() {
+            let azure = &config.kms.azure;
+            let backend = crate::kms::azure::AzureBackend::new(azure, &keks).context("[kms.azure]")?;
+            let settings = ResilienceSettings::new(azure.call_timeout, azure.max_retries);
+            backends.insert(Provider::AzureKeyVault, resilient::remote(Arc::new(backend), stats, settings));
+        }
+    }
     #[cfg(feature = "vault-transit")]
     {
         let keks = keks_of(config, Provider::VaultTransit)?;
@@ -240,7 +250,10 @@ async fn build_backends(
 }
 
 /// Every distinct KEK of `provider` named by any keyring, in a stable order.
-#[cfg_attr(not(any(feature = "aws-kms", feature = "gcp-kms", feature = "vault-transit")), allow(dead_code))]
+#[cfg_attr(
+    not(any(feature = "aws-kms", feature = "gcp-kms", feature = "vault-transit", feature = "azure-keyvault")),
+    allow(dead_code)
+)]
 fn keks_of(config: &Config, provider: Provider) -> anyhow::Result<Vec<KekUri>> {
     let mut uris = BTreeSet::new();
     for ring in config.keyrings.values() {

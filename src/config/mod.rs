@@ -567,7 +567,7 @@ impl Config {
             }
             if let Some(proxy) = ring.primary.iter().find(|uri| KekUri::parse(uri).is_ok_and(|k| k.is_proxy())) {
                 bail!(
-                    "keyrings.{name}.primary: `{proxy}` is written as Temporal Proxy writes KEKs; such a KEK only opens the proxy's payloads, so list it under decrypt_only (and name the KEK for new data keys as aws-kms://… or gcp-kms://…)"
+                    "keyrings.{name}.primary: `{proxy}` is written as Temporal Proxy writes KEKs; such a KEK only opens the proxy's payloads, so list it under decrypt_only (and name the KEK for new data keys as aws-kms://…, gcp-kms://… or azure-keyvault://…)"
                 );
             }
         }
@@ -631,11 +631,23 @@ impl Config {
             }
             Provider::VaultTransit => crate::kms::vault::validate(kek, self.kms.vault.as_ref())
                 .map_err(|e| anyhow::anyhow!("keyrings.{ring}: {e}"))?,
+            Provider::AzureKeyVault => {
+                #[cfg(feature = "azure-keyvault")]
+                crate::kms::azure::AzureKeyId::parse(kek.as_str()).map_err(|reason| {
+                    anyhow::anyhow!(
+                        "keyrings.{ring}: `{kek}`: {reason}; expected azure-keyvault://<vault>.vault.azure.net/keys/<key>[/<version>]"
+                    )
+                })?;
+                #[cfg(not(feature = "azure-keyvault"))]
+                bail!(
+                    "keyrings.{ring}: `{kek}` needs the `azure-keyvault` Cargo feature, which this build lacks; rebuild with default features"
+                );
+            }
         }
         Ok(())
     }
 
-    /// Checks the `[kms.aws]` and `[kms.gcp]` sections.
+    /// Checks the `[kms.aws]`, `[kms.gcp]` and `[kms.azure]` sections.
     fn validate_cloud_kms(&self) -> anyhow::Result<()> {
         let aws = &self.kms.aws;
         if aws.access_key_id.is_some() != aws.secret_access_key.is_some() {
@@ -646,6 +658,7 @@ impl Config {
         for (section, timeout, retries) in [
             ("kms.aws", aws.call_timeout, aws.max_retries),
             ("kms.gcp", self.kms.gcp.call_timeout, self.kms.gcp.max_retries),
+            ("kms.azure", self.kms.azure.call_timeout, self.kms.azure.max_retries),
         ] {
             if timeout.is_zero() || retries > 5 {
                 bail!("[{section}]: call_timeout must be greater than zero and max_retries at most 5");
@@ -671,6 +684,33 @@ impl Config {
             if let Some(url) = url {
                 endpoints::check_endpoint(setting, url, plaintext)?;
             }
+        }
+        self.validate_azure(plaintext)
+    }
+
+    /// Checks `[kms.azure]`: the same endpoint rules as every KMS endpoint, and then https only,
+    /// because the Azure SDK refuses to send a bearer token over plain http.
+    fn validate_azure(&self, plaintext: endpoints::PlaintextHttp) -> anyhow::Result<()> {
+        let azure = &self.kms.azure;
+        for (setting, url) in [
+            ("kms.azure.endpoint", azure.endpoint.as_deref()),
+            ("kms.azure.authority_host", azure.authority_host.as_deref()),
+        ] {
+            let Some(url) = url else { continue };
+            endpoints::check_endpoint(setting, url, plaintext)?;
+            if !url.starts_with("https://") {
+                bail!(
+                    "{setting} `{url}` must be https://: the Azure SDK sends tokens only over TLS (for a local fake, serve https on 127.0.0.1 and name its CA in kms.azure.ca_file)"
+                );
+            }
+        }
+        if azure.credential == Some(AzureCredentialKind::ClientSecret)
+            && (azure.tenant_id.is_none() || azure.client_id.is_none() || azure.client_secret.is_none())
+        {
+            bail!("[kms.azure]: credential = \"client-secret\" needs tenant_id, client_id and client_secret");
+        }
+        if azure.client_secret.is_some() && azure.credential.is_some_and(|c| c != AzureCredentialKind::ClientSecret) {
+            bail!("[kms.azure]: client_secret is set but credential is not \"client-secret\"; remove one of them");
         }
         Ok(())
     }

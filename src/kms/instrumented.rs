@@ -32,7 +32,7 @@ impl KmsOp {
     }
 }
 
-const PROVIDERS: usize = 4;
+const PROVIDERS: usize = 5;
 const OPS: usize = 3;
 
 #[derive(Default)]

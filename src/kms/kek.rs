@@ -1,7 +1,7 @@
 //! KEK URIs: which KMS holds a key-encryption key and how to name it there.
 //!
 //! `aws-kms://<key or alias ARN>`, `gcp-kms://projects/…/cryptoKeys/<k>`, `vault-transit://<mount>/<key>`,
-//! `local://<name>`. The URI as configured is what the envelope records, so it must never change for a
+//! `azure-keyvault://<vault host>/keys/<key>[/<version>]`, `local://<name>`. The URI as configured is what the envelope records, so it must never change for a
 //! KEK that has sealed data.
 
 use std::fmt;
@@ -14,6 +14,7 @@ pub enum Provider {
     AwsKms = 1,
     GcpKms = 2,
     VaultTransit = 3,
+    AzureKeyVault = 4,
 }
 
 impl Provider {
@@ -24,6 +25,7 @@ impl Provider {
             1 => Some(Provider::AwsKms),
             2 => Some(Provider::GcpKms),
             3 => Some(Provider::VaultTransit),
+            4 => Some(Provider::AzureKeyVault),
             _ => None,
         }
     }
@@ -35,6 +37,7 @@ impl Provider {
             Provider::AwsKms => "aws-kms",
             Provider::GcpKms => "gcp-kms",
             Provider::VaultTransit => "vault-transit",
+            Provider::AzureKeyVault => "azure-keyvault",
         }
     }
 }
@@ -78,7 +81,8 @@ impl KekUri {
             "aws-kms" => Provider::AwsKms,
             "gcp-kms" => Provider::GcpKms,
             "vault-transit" => Provider::VaultTransit,
-            _ => return Err(err("provider must be local, aws-kms, gcp-kms or vault-transit")),
+            "azure-keyvault" => Provider::AzureKeyVault,
+            _ => return Err(err("provider must be local, aws-kms, gcp-kms, vault-transit or azure-keyvault")),
         };
         if rest.is_empty() || rest.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(err("key part is empty or contains whitespace"));
@@ -94,14 +98,16 @@ impl KekUri {
         Ok(KekUri { provider, uri: uri.to_owned(), key: rest.to_owned(), proxy: false })
     }
 
-    /// Temporal Proxy's KEK URIs (Go CDK secrets URLs): `awskms:///<key or alias ARN>?region=<r>` and
-    /// `gcpkms://projects/…/cryptoKeys/<k>`. The key id is the host and path, as Go CDK reads it.
+    /// Temporal Proxy's KEK URIs (Go CDK secrets URLs): `awskms:///<key or alias ARN>?region=<r>`,
+    /// `gcpkms://projects/…/cryptoKeys/<k>` and
+    /// `azurekeyvault://<vault host>/keys/<key>[/<version>][?algorithm=<alg>]`. The key id is the host and
+    /// path, as Go CDK reads it; the Azure backend reads the algorithm from the whole URI.
     fn parse_proxy(uri: &str, scheme: &str, rest: &str) -> Result<Option<KekUri>, KekUriError> {
         let err = |reason| KekUriError { uri: uri.to_owned(), reason };
         let provider = match scheme {
             "awskms" => Provider::AwsKms,
             "gcpkms" => Provider::GcpKms,
-            "azurekeyvault" => return Err(err("Azure Key Vault KEKs are not supported yet")),
+            "azurekeyvault" => Provider::AzureKeyVault,
             _ => return Ok(None),
         };
         let key = rest.split('?').next().unwrap_or_default().trim_start_matches('/');
@@ -157,6 +163,7 @@ mod tests {
             ("aws-kms://arn:aws:kms:eu-west-1:111122223333:key/1234abcd", Provider::AwsKms),
             ("gcp-kms://projects/p/locations/l/keyRings/r/cryptoKeys/k", Provider::GcpKms),
             ("vault-transit://transit/payments", Provider::VaultTransit),
+            ("azure-keyvault://codec.vault.azure.net/keys/payments", Provider::AzureKeyVault),
         ] {
             let kek = KekUri::parse(uri).unwrap();
             assert_eq!((kek.provider(), kek.as_str()), (p, uri));
@@ -176,7 +183,11 @@ mod tests {
             (Provider::GcpKms, "projects/p/locations/l/keyRings/r/cryptoKeys/k")
         );
         assert!(KekUri::parse("awskms://alias/Example?region=us-east-1").is_err(), "an alias name has no account");
-        assert!(KekUri::parse("azurekeyvault://v.vault.azure.net/keys/k").is_err());
+        let azure = KekUri::parse("azurekeyvault://v.vault.azure.net/keys/k/v1?algorithm=RSA-OAEP-256").unwrap();
+        assert_eq!(
+            (azure.provider(), azure.key_part(), azure.is_proxy()),
+            (Provider::AzureKeyVault, "v.vault.azure.net/keys/k/v1", true)
+        );
         assert!(!KekUri::parse("aws-kms://arn:aws:kms:eu-west-1:1:key/x").unwrap().is_proxy());
     }
 

@@ -1,11 +1,14 @@
 //! Key-encryption keys (KEKs) held by a KMS, the data keys they wrap, and the caches in front of them.
 //!
 //! Backends never see payloads: they wrap and unwrap 32-byte data keys under a KMS context that binds
-//! the namespace. Everything upstream talks to `KmsBackend` and the keyring registry, so adding AWS,
-//! GCP or Vault means adding one file here, not touching the codec.
+//! the namespace (Azure Key Vault's wrap takes no context: there the envelope's AEAD binds it, see
+//! `azure`). Everything upstream talks to `KmsBackend` and the keyring registry, so adding AWS, GCP,
+//! Vault or Azure means adding one file here, not touching the codec.
 
 #[cfg(feature = "aws-kms")]
 pub mod aws;
+#[cfg(feature = "azure-keyvault")]
+pub mod azure;
 pub mod data_key;
 pub mod decrypt_cache;
 pub mod encrypt_cache;

@@ -69,7 +69,7 @@ fn parse_and_open(bytes: &[u8]) -> Result<Vec<u8>, EnvelopeError> {
 }
 
 fn provider() -> impl Strategy<Value = Provider> {
-    (0u8..=3).prop_map(|p| Provider::from_u8(p).expect("0..=3 are providers"))
+    (0u8..=4).prop_map(|p| Provider::from_u8(p).expect("0..=4 are providers"))
 }
 
 fn edk() -> impl Strategy<Value = Edk> {
@@ -352,7 +352,7 @@ fn unknown_versions_suites_flags_edk_counts_and_providers_are_rejected_by_name()
         assert_eq!(with(at.edk_count_at, count), EnvelopeError::BadEdkCount(count));
     }
     for (edk, &(provider_at, _, _)) in at.edks.iter().enumerate() {
-        for provider in [4, 0x80, 0xff] {
+        for provider in [5, 0x80, 0xff] {
             assert_eq!(with(provider_at, provider), EnvelopeError::UnknownProvider(provider), "EDK {edk}");
         }
     }

@@ -130,8 +130,15 @@ fn each_value_set_gets_the_kubernetes_objects_its_values_ask_for() {
             "gcp-workload-identity" => {
                 assert!(sa["iam.gke.io/gcp-service-account"].as_str().unwrap().ends_with(".iam.gserviceaccount.com"))
             }
+            "aks-workload-identity" => {
+                assert_eq!(sa["azure.workload.identity/client-id"], "5a1c3f0e-8d2b-4c71-9e6a-2f4b7d9c0e13");
+            }
             _ => {}
         }
+        // The AKS webhook mutates only labelled pods: the label goes with the client id, and only then.
+        let labels = &r.one("Deployment")["spec"]["template"]["metadata"]["labels"];
+        let azure = sa.get("azure.workload.identity/client-id").is_some();
+        assert_eq!(labels.get("azure.workload.identity/use").map(|v| v == "true"), azure.then_some(true), "{set}");
         // Only Vault's Kubernetes login reads the service-account token.
         let vault_kubernetes = ["autoscaling", "vault-kubernetes"].contains(&set);
         assert_eq!(*automount, vault_kubernetes, "{set}: automountServiceAccountToken");
@@ -272,7 +279,9 @@ fn the_schema_refuses_misspelt_keys_wrong_enums_and_settings_the_chart_owns() {
         ("config:\n  kms:\n    aws:\n      secret_access_key: abc\n", "'secret_access_key' not allowed"),
         ("config:\n  server:\n    admin_listen: 0.0.0.0:9000\n", "'admin_listen' not allowed"),
         ("serviceMonitor:\n  tlsConfig: {}\n", "'tlsConfig' not allowed"),
-        ("networkPolicy:\n  egress:\n    cloudMetadata: azure\n", "cloudMetadata"),
+        ("networkPolicy:\n  egress:\n    cloudMetadata: openstack\n", "cloudMetadata"),
+        ("config:\n  kms:\n    azure:\n      client_secret: abc\n", "'client_secret' not allowed"),
+        ("serviceAccount:\n  azureWorkloadIdentity:\n    clientId: not-a-guid\n", "clientId"),
         ("auditDatabase: mysql\n", "auditDatabase"),
         ("config:\n  keyrings:\n    main:\n      primary: [\"s3://bucket/key\"]\n", "primary"),
     ] {

@@ -65,6 +65,14 @@ fn every_value_set_with_restricted_egress_can_reach_its_credentials_kms_vault_an
             assert!(allows(&rules, 80, "169.254.169.254/32"), "{set}: the GKE metadata server");
             assert!(allows(&rules, 988, "169.254.169.252/32"), "{set}: the GKE metadata server (Calico)");
         }
+        if keks.contains("azure-keyvault://") {
+            assert!(allows(&rules, 443, "any"), "{set}: Key Vault and Entra ID over 443");
+            let workload_identity = sa.get("azure.workload.identity/client-id").is_some();
+            assert!(
+                workload_identity || allows(&rules, 80, "169.254.169.254/32"),
+                "{set}: an Azure KEK needs workload identity or a reachable IMDS (managed identity)"
+            );
+        }
         if let Some(address) = config.get("kms").and_then(|k| k.get("vault")).map(|v| v["address"].as_str().unwrap()) {
             let port: i64 = address.rsplit(':').next().unwrap().parse().unwrap();
             assert!(rules.iter().any(|(p, _)| *p == port), "{set}: Vault at {address}");
@@ -82,6 +90,7 @@ fn every_value_set_with_restricted_egress_can_reach_its_credentials_kms_vault_an
         ("aws", "169.254.169.254/32", 80),
         ("eks-pod-identity", "169.254.170.23/32", 80),
         ("gke", "169.254.169.252/32", 988),
+        ("azure", "169.254.169.254/32", 80),
     ] {
         let r = render_with("ingress-tls", &format!("networkPolicy:\n  egress:\n    cloudMetadata: {choice}\n"));
         assert!(allows(&egress(&r), port, cidr), "{choice}");

@@ -21,6 +21,8 @@ mod hostile_connections;
 mod jws_vectors;
 #[cfg(feature = "aws-kms")]
 mod kms_aws;
+#[cfg(feature = "azure-keyvault")]
+mod kms_azure;
 #[cfg(all(feature = "aws-kms", feature = "gcp-kms"))]
 mod kms_faults;
 #[cfg(feature = "gcp-kms")]

@@ -19,10 +19,11 @@ pub const NAMESPACE: &str = "codec";
 /// The Kubernetes version the manifests are rendered for and validated against (the chart needs >= 1.30).
 pub const KUBERNETES_VERSION: &str = "1.33.0";
 /// The value sets in `charts/codec-server/ci/`, by file stem (`<name>-values.yaml`).
-pub const VALUE_SETS: [&str; 10] = [
+pub const VALUE_SETS: [&str; 11] = [
     "minimal",
     "aws-irsa",
     "gcp-workload-identity",
+    "aks-workload-identity",
     "vault-approle",
     "postgres-audit",
     "ingress-tls",
@@ -244,6 +245,21 @@ impl Pod {
                 secret_values.push((key, stand_in.to_owned()));
             }
             env.push((name.to_owned(), value));
+        }
+        // What the AKS workload-identity webhook adds to a labelled pod (its env and projected token);
+        // the server's credential reads them when it is built.
+        let labels = &rendered.one("Deployment")["spec"]["template"]["metadata"]["labels"];
+        if labels["azure.workload.identity/use"] == "true" {
+            let sa =
+                &rendered.named("ServiceAccount", FULLNAME).expect("the service account")["metadata"]["annotations"];
+            let token = root.path().join("var/run/secrets/azure/tokens/azure-identity-token");
+            std::fs::create_dir_all(token.parent().unwrap()).unwrap();
+            std::fs::write(&token, "stand-in-projected-service-account-token").unwrap();
+            let client_id = sa["azure.workload.identity/client-id"].as_str().expect("the client-id annotation");
+            env.push(("AZURE_CLIENT_ID".into(), client_id.to_owned()));
+            env.push(("AZURE_TENANT_ID".into(), "7b0c2e4d-1a3f-4e5b-8c9d-0e1f2a3b4c5d".into()));
+            env.push(("AZURE_FEDERATED_TOKEN_FILE".into(), token.display().to_string()));
+            env.push(("AZURE_AUTHORITY_HOST".into(), "https://login.microsoftonline.com/".into()));
         }
         let pod = Pod { root, env, secret_values };
         pod.fill_existing_secrets(&toml::from_str(&config).unwrap(), &operator_secrets);

@@ -1,3 +1,5 @@
+#[cfg(feature = "azure-keyvault")]
+pub mod azure_fake;
 #[cfg(feature = "gcp-kms")]
 pub mod gcp_fake;
 pub mod helm;
