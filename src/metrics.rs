@@ -204,7 +204,12 @@ pub struct Metrics {
     in_flight: AtomicI64,
     tls_reloads: AtomicU64,
     tls_reload_failures: AtomicU64,
+    /// notAfter of the certificate being served, Unix seconds; [`NO_CERTIFICATE`] without TLS.
+    tls_certificate_expiry: AtomicI64,
 }
+
+/// The expiry gauge's value while no certificate (or none with a readable notAfter) is served.
+const NO_CERTIFICATE: i64 = i64::MIN;
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -214,6 +219,7 @@ impl Default for Metrics {
             in_flight: AtomicI64::new(0),
             tls_reloads: AtomicU64::new(0),
             tls_reload_failures: AtomicU64::new(0),
+            tls_certificate_expiry: AtomicI64::new(NO_CERTIFICATE),
         }
     }
 }
@@ -234,6 +240,17 @@ impl Metrics {
     pub fn record_tls_reload(&self, ok: bool) {
         let counter = if ok { &self.tls_reloads } else { &self.tls_reload_failures };
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Publishes the notAfter (Unix seconds) of the certificate now served; `None` hides the gauge (a
+    /// certificate whose expiry could not be read must not leave the previous one's date showing).
+    pub fn set_tls_certificate_expiry(&self, not_after: Option<i64>) {
+        self.tls_certificate_expiry.store(not_after.unwrap_or(NO_CERTIFICATE), Ordering::Relaxed);
+    }
+
+    /// The notAfter last published, if any.
+    pub fn tls_certificate_expiry(&self) -> Option<i64> {
+        Some(self.tls_certificate_expiry.load(Ordering::Relaxed)).filter(|t| *t != NO_CERTIFICATE)
     }
 
     /// Writes the HTTP and TLS families.
@@ -278,6 +295,14 @@ impl Metrics {
             &[("result", "failure")],
             self.tls_reload_failures.load(Ordering::Relaxed),
         );
+        if let Some(not_after) = self.tls_certificate_expiry() {
+            out.family(
+                "codec_tls_certificate_expiry_timestamp_seconds",
+                Kind::Gauge,
+                "notAfter of the TLS certificate being served, as Unix time (absent without server.tls).",
+            )
+            .sample("codec_tls_certificate_expiry_timestamp_seconds", &[], not_after);
+        }
     }
 }
 
