@@ -1,5 +1,6 @@
 //! Prometheus metrics (DESIGN §10): the request counters and latency histograms recorded by the HTTP
-//! middleware here, plus a small text-exposition writer that `routes::metrics` uses to render these and
+//! middleware here (it reads [`Metrics`] as app data of its own: this module knows nothing of
+//! `AppState`, which owns the `Metrics`), plus a small text-exposition writer that `routes::metrics` uses to render these and
 //! the counters other modules already keep (KMS calls, DEK caches, auth failures, payloads).
 //!
 //! Hand-written on atomics rather than a metrics crate: most series are counters that already exist as
@@ -22,7 +23,6 @@ use actix_web::middleware::Next;
 use actix_web::web;
 
 use crate::protocol::{CodecOp, CodecPath};
-use crate::state::AppState;
 
 /// Upper bounds (seconds) of the latency histograms: 1 ms to 10 s.
 pub const LATENCY_BUCKETS: [f64; 13] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -197,8 +197,10 @@ impl Operation {
     }
 }
 
-/// Server-side metrics that no other module keeps: HTTP requests and TLS certificate reloads.
+/// Server-side metrics that no other module keeps: HTTP requests and the TLS certificate.
 pub struct Metrics {
+    /// `server.path_prefix`, to label requests by operation the way the router routes them.
+    path_prefix: String,
     requests: Mutex<BTreeMap<(Operation, u16), u64>>,
     latency: [Histogram; Operation::ALL.len()],
     in_flight: AtomicI64,
@@ -212,8 +214,10 @@ pub struct Metrics {
 const NO_CERTIFICATE: i64 = i64::MIN;
 
 impl Default for Metrics {
+    /// For a server without a path prefix.
     fn default() -> Self {
         Metrics {
+            path_prefix: String::new(),
             requests: Mutex::default(),
             latency: std::array::from_fn(|_| Histogram::default()),
             in_flight: AtomicI64::new(0),
@@ -225,6 +229,11 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Metrics of a server whose codec routes are under `path_prefix` (`server.path_prefix`).
+    pub fn new(path_prefix: &str) -> Metrics {
+        Metrics { path_prefix: path_prefix.to_owned(), ..Metrics::default() }
+    }
+
     /// Records one finished request.
     pub fn record_request(&self, operation: Operation, status: u16, elapsed: Duration) {
         *self.requests.lock().unwrap_or_else(|e| e.into_inner()).entry((operation, status)).or_default() += 1;
@@ -315,24 +324,25 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// Middleware: counts every request by operation and status and times it.
+/// Middleware: counts every request by operation and status and times it, in the app's
+/// `web::Data<Metrics>` (registered next to the `AppState` that owns the same `Metrics`).
 pub async fn middleware(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody + 'static>, actix_web::Error> {
-    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+    let Some(metrics) = req.app_data::<web::Data<Metrics>>().cloned() else {
         return next.call(req).await;
     };
-    let operation = Operation::of_path(req.path(), &state.protocol.path_prefix);
+    let operation = Operation::of_path(req.path(), &metrics.path_prefix);
     let started = Instant::now();
-    state.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
-    let _in_flight = InFlight(&state.metrics.in_flight);
+    metrics.in_flight.fetch_add(1, Ordering::Relaxed);
+    let _in_flight = InFlight(&metrics.in_flight);
     let result = next.call(req).await;
     let status = match &result {
         Ok(response) => response.status(),
         Err(error) => error.as_response_error().status_code(),
     };
-    state.metrics.record_request(operation, status.as_u16(), started.elapsed());
+    metrics.record_request(operation, status.as_u16(), started.elapsed());
     result
 }
 
