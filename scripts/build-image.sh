@@ -25,6 +25,9 @@
 # Storage: $CODEC_IMAGE_STORE (default target/image) holds buildah's vfs storage; the base images are made
 # once and reused (delete that directory to refresh them). `--print-buildah` prints the buildah command
 # line for that storage, one argument a line, to inspect or run the image: `$(… | xargs) images`.
+#
+# The whole file is parsed before anything runs (`main "$@"` on the last line), so editing it while a build
+# runs is safe.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -42,21 +45,6 @@ buildah_() {
     buildah --root "$STORE/storage" --runroot "$STORE/run" --storage-driver vfs "$@"
 }
 
-tag=localhost/temporal-codec-server:dev
-prebuilt=""
-while [[ $# -gt 0 ]]; do
-    case "$1" in
-        --tag) tag="$2"; shift 2 ;;
-        --prebuilt) prebuilt="$2"; shift 2 ;;
-        --print-buildah) printf '%s\n' buildah --root "$STORE/storage" --runroot "$STORE/run" --storage-driver vfs; exit 0 ;;
-        *) die "unknown argument $1 (see the top of this file)" ;;
-    esac
-done
-
-command -v buildah >/dev/null 2>&1 || die "buildah is missing: apt-get install buildah (Debian 12 has 1.28)"
-[[ "$(id -u)" == 0 ]] || die "run as root: vfs storage with chroot isolation needs no daemon, but root"
-mkdir -p "$STORE"
-
 has_image() {
     buildah_ images --quiet "$1" >/dev/null 2>&1
 }
@@ -64,28 +52,29 @@ has_image() {
 # The runtime base: Debian packages unpacked into an empty image, users like distroless's.
 make_runtime_base() {
     has_image "$RUNTIME_BASE" && return 0
-    command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null || die "apt-get and dpkg-deb are needed (Debian)"
-    local debs ctr root
+    command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null || die "apt-get and dpkg-deb are needed"
+    local debs ctr root versions
     debs="$(mktemp -d)"
-    trap 'rm -rf "$debs"' RETURN
-    (cd "$debs" && apt-get download -qq "${RUNTIME_DEBS[@]}" 2>/dev/null) || die "apt-get download ${RUNTIME_DEBS[*]} failed"
+    (cd "$debs" && apt-get download -qq "${RUNTIME_DEBS[@]}" 2>/dev/null) \
+        || die "apt-get download ${RUNTIME_DEBS[*]} failed"
     ctr="$(buildah_ from scratch)"
     root="$(buildah_ mount "$ctr")"
     for deb in "$debs"/*.deb; do
         dpkg-deb -x "$deb" "$root"
     done
+    versions="$(for deb in "$debs"/*.deb; do dpkg-deb --showformat='${Package}=${Version}\n' -W "$deb"; done)"
+    rm -rf "$debs"
     mkdir -p "$root/etc/ssl/certs" "$root/home/nonroot" "$root/tmp"
     cat "$root"/usr/share/ca-certificates/*/*.crt >"$root/etc/ssl/certs/ca-certificates.crt"
-    printf 'root:x:0:0:root:/root:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' >"$root/etc/passwd"
-    printf 'root:x:0:\nnobody:x:65534:\nnonroot:x:65532:\n' >"$root/etc/group"
+    printf '%s\n' root:x:0:0:root:/root:/sbin/nologin nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin \
+        nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin >"$root/etc/passwd"
+    printf '%s\n' root:x:0: nobody:x:65534: nonroot:x:65532: >"$root/etc/group"
     chown 65532:65532 "$root/home/nonroot"
     chmod 1777 "$root/tmp"
-    local versions
-    versions="$(for deb in "$debs"/*.deb; do dpkg-deb --showformat='${Package}=${Version}\n' -W "$deb"; done | paste -sd, -)"
     buildah_ umount "$ctr" >/dev/null
     buildah_ config --user 65532:65532 --workingdir /home/nonroot \
         --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-        --label "org.codec-server.base.packages=$versions" "$ctr"
+        --label "org.codec-server.base.packages=$(paste -sd, - <<<"$versions")" "$ctr"
     buildah_ commit --quiet --rm "$ctr" "$RUNTIME_BASE" >/dev/null
 }
 
@@ -97,8 +86,8 @@ make_build_base() {
     local ctr root sysroot
     ctr="$(buildah_ from scratch)"
     root="$(buildah_ mount "$ctr")"
-    debootstrap --variant=minbase --include=gcc,libc6-dev,ca-certificates bookworm "$root" >"$STORE/debootstrap.log" 2>&1 \
-        || die "debootstrap failed; see $STORE/debootstrap.log"
+    debootstrap --variant=minbase --include=gcc,libc6-dev,ca-certificates bookworm "$root" \
+        >"$STORE/debootstrap.log" 2>&1 || die "debootstrap failed; see $STORE/debootstrap.log"
     sysroot="$(rustc --print sysroot)"
     mkdir -p "$root/usr/local/rust" "$root/usr/local/cargo/bin"
     cp -a "$sysroot/bin" "$sysroot/lib" "$root/usr/local/rust/"
@@ -112,23 +101,46 @@ make_build_base() {
     buildah_ commit --quiet --rm "$ctr" "$BUILD_BASE" >/dev/null
 }
 
-version="$(sed -n 's/^version = "\(.*\)"/\1/p' "$REPO/Cargo.toml" | head -n1)"
-revision="$(git -C "$REPO" rev-parse HEAD 2>/dev/null || echo unknown)"
-args=(--isolation chroot --layers=false -f "$REPO/Dockerfile" -t "$tag"
-    --build-arg "VERSION=$version" --build-arg "REVISION=$revision" --build-arg "RUNTIME_IMAGE=$RUNTIME_BASE")
+main() {
+    local tag=localhost/temporal-codec-server:dev prebuilt=""
+    while [[ $# -gt 0 ]]; do
+        case "$1" in
+            --tag) tag="$2"; shift 2 ;;
+            --prebuilt) prebuilt="$2"; shift 2 ;;
+            --print-buildah)
+                printf '%s\n' buildah --root "$STORE/storage" --runroot "$STORE/run" --storage-driver vfs
+                return 0
+                ;;
+            *) die "unknown argument $1 (see the top of this file)" ;;
+        esac
+    done
+    command -v buildah >/dev/null 2>&1 || die "buildah is missing: apt-get install buildah (Debian 12 has 1.28)"
+    [[ "$(id -u)" == 0 ]] || die "run as root: vfs storage with chroot isolation needs no daemon, but root"
+    mkdir -p "$STORE"
 
-make_runtime_base
-if [[ -n "$prebuilt" ]]; then
-    [[ -x "$prebuilt" ]] || die "--prebuilt $prebuilt is not an executable"
-    stage="$(mktemp -d)"
-    trap 'rm -rf "$stage"' EXIT
-    mkdir -p "$stage/out/data"
-    # As the build stage makes it: stripped, mode 0755.
-    strip -o "$stage/out/codec-server" "$prebuilt"
-    chmod 0755 "$stage/out/codec-server"
-    buildah_ bud --quiet "${args[@]}" --build-context "build=$stage" "$REPO" >/dev/null
-else
-    make_build_base
-    buildah_ bud "${args[@]}" --build-arg "RUST_IMAGE=$BUILD_BASE" "$REPO"
-fi
-echo "$tag"
+    local version revision
+    version="$(sed -n 's/^version = "\(.*\)"/\1/p' "$REPO/Cargo.toml" | head -n1)"
+    revision="$(git -C "$REPO" rev-parse HEAD 2>/dev/null || echo unknown)"
+    local args=(--isolation chroot --layers=false -f "$REPO/Dockerfile" -t "$tag"
+        --build-arg "VERSION=$version" --build-arg "REVISION=$revision" --build-arg "RUNTIME_IMAGE=$RUNTIME_BASE")
+
+    make_runtime_base
+    if [[ -n "$prebuilt" ]]; then
+        [[ -x "$prebuilt" ]] || die "--prebuilt $prebuilt is not an executable"
+        local stage
+        stage="$(mktemp -d)"
+        mkdir -p "$stage/out/data"
+        # As the build stage makes it: stripped, mode 0755.
+        strip -o "$stage/out/codec-server" "$prebuilt"
+        chmod 0755 "$stage/out/codec-server"
+        buildah_ bud --quiet "${args[@]}" --build-context "build=$stage" "$REPO" >/dev/null \
+            || { rm -rf "$stage"; die "buildah bud failed"; }
+        rm -rf "$stage"
+    else
+        make_build_base
+        buildah_ bud "${args[@]}" --build-arg "RUST_IMAGE=$BUILD_BASE" "$REPO"
+    fi
+    echo "$tag"
+}
+
+main "$@"

@@ -1,7 +1,8 @@
 //! Prometheus metrics (DESIGN §10): the request counters and latency histograms recorded by the HTTP
-//! middleware here (it reads [`Metrics`] as app data of its own: this module knows nothing of
-//! `AppState`, which owns the `Metrics`), plus a small text-exposition writer that `routes::metrics` uses to render these and
-//! the counters other modules already keep (KMS calls, DEK caches, auth failures, payloads).
+//! middleware here, plus a small text-exposition writer that `routes::metrics` uses to render these and
+//! the counters other modules already keep (KMS calls, DEK caches, auth failures, payloads). The
+//! middleware reads [`Metrics`] as app data of its own: `AppState` owns the `Metrics`, and this module
+//! knows nothing of `AppState` (no `metrics` ↔ `state` cycle).
 //!
 //! Hand-written on atomics rather than a metrics crate: most series are counters that already exist as
 //! atomics in their own modules and are read at scrape time, the label sets are small and fixed, and the

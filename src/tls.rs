@@ -197,7 +197,7 @@ fn read_pair(
 fn publish_expiry(metrics: &Metrics, cert_file: &Path, key: &CertifiedKey) {
     let not_after = key.cert.first().and_then(|leaf| not_after(leaf.as_ref()));
     if not_after.is_none() {
-        tracing::warn!(cert_file = %cert_file.display(), "Cannot read the certificate's notAfter; codec_tls_certificate_expiry_timestamp_seconds is not exported.");
+        tracing::warn!(cert_file = %cert_file.display(), "Cannot read the certificate's notAfter; no expiry metric.");
     }
     metrics.set_tls_certificate_expiry(not_after);
 }
