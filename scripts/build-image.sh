@@ -14,7 +14,8 @@
 #       host's apt sources (`apt-get download`), unpacked with `dpkg-deb -x`.
 #   localhost/codec-server-base/build:bookworm    (full build only) `debootstrap --variant=minbase bookworm`
 #       plus gcc and libc6-dev (aws-lc, zstd and SQLite are C), and the host's Rust toolchain (`rustc
-#       --print sysroot`, without its docs) as /usr/local/rust, on PATH like the rust image's.
+#       --print sysroot`, without its docs) as /usr/local/rust, on PATH like the rust image's; the host's
+#       local CAs (/usr/local/share/ca-certificates) are added to its bundle so cargo can reach crates.io.
 #
 # --prebuilt replaces the Dockerfile's `build` stage with a directory holding /out/codec-server (BINARY,
 # stripped like the image's) and /out/data (`--build-context build=DIR`): the runtime stage, its user,
@@ -88,6 +89,11 @@ make_build_base() {
     root="$(buildah_ mount "$ctr")"
     debootstrap --variant=minbase --include=gcc,libc6-dev,ca-certificates bookworm "$root" \
         >"$STORE/debootstrap.log" 2>&1 || die "debootstrap failed; see $STORE/debootstrap.log"
+    # cargo fetches crates from inside the build: trust what the host trusts beyond Debian's bundle (an
+    # egress proxy's CA on the machine this was written on). The runtime base gets none of these.
+    if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+        cat /usr/local/share/ca-certificates/*.crt >>"$root/etc/ssl/certs/ca-certificates.crt"
+    fi
     sysroot="$(rustc --print sysroot)"
     mkdir -p "$root/usr/local/rust" "$root/usr/local/cargo/bin"
     cp -a "$sysroot/bin" "$sysroot/lib" "$root/usr/local/rust/"
