@@ -56,7 +56,9 @@ make_runtime_base() {
     command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null || die "apt-get and dpkg-deb are needed"
     local debs ctr root versions
     debs="$(mktemp -d)"
+    # Without package lists (a fresh or cleaned machine) update them once and retry.
     (cd "$debs" && apt-get download -qq "${RUNTIME_DEBS[@]}" 2>/dev/null) \
+        || { apt-get update -qq >/dev/null && (cd "$debs" && apt-get download -qq "${RUNTIME_DEBS[@]}" 2>/dev/null); } \
         || die "apt-get download ${RUNTIME_DEBS[*]} failed"
     ctr="$(buildah_ from scratch)"
     root="$(buildah_ mount "$ctr")"
