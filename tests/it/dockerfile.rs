@@ -12,7 +12,7 @@ use std::io::{BufRead, BufReader};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use crate::support::image::Image;
@@ -130,25 +130,23 @@ async fn the_image_runs_the_binary_as_65532_checks_its_config_and_serves() {
 
     let mut server = container.spawn(&mounts, &["/usr/local/bin/codec-server", "serve"]);
     let (port_tx, port_rx) = mpsc::channel();
-    let stderr = server.stderr.take().unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (stderr, lines) = (server.0.stderr.take().unwrap(), log.clone());
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if let Some(port) = logged_port(&line, "Codec server listening.") {
                 let _ = port_tx.send(port);
             }
+            lines.lock().unwrap().push(line);
         }
     });
-    let port = port_rx.recv_timeout(Duration::from_secs(60));
-    let Ok(port) = port else {
-        let _ = server.kill();
-        panic!("the server in the image did not log its port: {:?}", server.wait_with_output());
-    };
+    let port = port_rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| {
+        panic!("the server in the image did not start listening; its log:\n{}", log.lock().unwrap().join("\n"))
+    });
 
     let response = reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await.expect("GET /healthz");
     assert_eq!(response.status(), 200);
     // The chart's `helm test` pod: the image probes the server (its HTTP client needs the CA bundle).
     let probed = run(&["/usr/local/bin/codec-server", "probe", &format!("http://127.0.0.1:{port}/readyz")]);
     assert!(probed.contains("200"), "{probed}");
-    let _ = server.kill();
-    let _ = server.wait();
 }

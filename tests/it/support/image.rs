@@ -91,14 +91,27 @@ impl Container<'_> {
         self.command(mounts, args).output().expect("buildah run")
     }
 
-    /// Starts `args` with stdout and stderr piped (the server: SIGKILL to buildah ends it too).
-    pub fn spawn(&self, mounts: &[Mount<'_>], args: &[&str]) -> Child {
-        self.command(mounts, args)
+    /// Starts `args` with stderr piped; killed when the returned value is dropped.
+    pub fn spawn(&self, mounts: &[Mount<'_>], args: &[&str]) -> Running {
+        let child = self
+            .command(mounts, args)
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
+            .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("buildah run")
+            .expect("buildah run");
+        Running(child)
+    }
+}
+
+/// A `buildah run` in progress. Dropping it kills buildah, and the process in the container with it
+/// (buildah's chroot runner dies with its parent), also when a test fails half-way.
+pub struct Running(pub Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
