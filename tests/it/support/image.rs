@@ -104,12 +104,20 @@ impl Container<'_> {
     }
 }
 
-/// A `buildah run` in progress. Dropping it kills buildah, and the process in the container with it
-/// (buildah's chroot runner dies with its parent), also when a test fails half-way.
+/// A `buildah run` in progress, stopped when dropped (also when a test fails half-way): SIGTERM, which
+/// buildah passes on as a kill of the process in the container. SIGKILL would not: buildah's chroot
+/// runner and the process would outlive it, reparented to init.
 pub struct Running(pub Child);
 
 impl Drop for Running {
     fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        for _ in 0..200 {
+            if !matches!(self.0.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
