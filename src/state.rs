@@ -37,10 +37,11 @@ pub struct AppState {
     pub kms_stats: Arc<KmsStats>,
     pub audit: Audit,
     pub clock: Arc<dyn Clock>,
-    /// HTTP request and TLS reload series for `/metrics` (the other series are read from their modules).
+    /// HTTP request and TLS series for `/metrics` (the other series are read from their modules). The
+    /// state owns it; the metrics middleware reads it as its own app data, so `metrics` needs no `AppState`.
     pub metrics: Arc<crate::metrics::Metrics>,
     /// `/readyz`: this replica's own state; dependency checks `kms:<provider>` and `audit` for the verbose view.
-    pub readiness: crate::readiness::Readiness,
+    pub readiness: Arc<crate::readiness::Readiness>,
 }
 
 impl AppState {
@@ -106,7 +107,8 @@ impl AppState {
             trusted_proxies: TrustedProxies::parse(&config.server.trusted_proxies).map_err(anyhow::Error::msg)?,
         };
         let authorizer = build_authorizer(config, clock.clone())?;
-        let metrics = Arc::default();
+        let metrics = Arc::new(crate::metrics::Metrics::new(&config.server.path_prefix));
+        let readiness = Arc::new(readiness);
         Ok(AppState { protocol, authorizer, codec, kms_stats, audit, clock, metrics, readiness })
     }
 }

@@ -79,6 +79,7 @@ impl ReloadingCertificate {
     pub fn load(config: &TlsConfig, metrics: Arc<Metrics>) -> Result<Arc<ReloadingCertificate>, TlsError> {
         let provider = provider();
         let (digest, key) = read_pair(&config.cert_file, &config.key_file, &provider)?;
+        publish_expiry(&metrics, &config.cert_file, &key);
         Ok(Arc::new(ReloadingCertificate {
             cert_file: config.cert_file.clone(),
             key_file: config.key_file.clone(),
@@ -110,6 +111,7 @@ impl ReloadingCertificate {
         match read_pair(&self.cert_file, &self.key_file, &self.provider) {
             Ok((_, key)) => {
                 let fingerprint = leaf_fingerprint(&key);
+                publish_expiry(&self.metrics, &self.cert_file, &key);
                 self.current.store(Arc::new(key));
                 self.metrics.record_tls_reload(true);
                 tracing::info!(cert_file = %self.cert_file.display(), fingerprint, "Reloaded the TLS certificate.");
@@ -190,6 +192,35 @@ fn read_pair(
     Ok((digest, certified))
 }
 
+/// Sets the expiry gauge from the leaf about to be served (hidden, with a warning, if its notAfter
+/// cannot be read: rustls serves certificates it does not parse, so this is not a load failure).
+fn publish_expiry(metrics: &Metrics, cert_file: &Path, key: &CertifiedKey) {
+    let not_after = key.cert.first().and_then(|leaf| not_after(leaf.as_ref()));
+    if not_after.is_none() {
+        tracing::warn!(cert_file = %cert_file.display(), "Cannot read the certificate's notAfter; no expiry metric.");
+    }
+    metrics.set_tls_certificate_expiry(not_after);
+}
+
+/// The notAfter of a DER certificate as Unix seconds: `Certificate ::= SEQUENCE { tbsCertificate
+/// SEQUENCE { [0] version OPTIONAL, serialNumber, signature, issuer, validity SEQUENCE { notBefore,
+/// notAfter }, … }, … }` (RFC 5280 §4.1).
+fn not_after(der: &[u8]) -> Option<i64> {
+    use simple_asn1::ASN1Block::{Explicit, GeneralizedTime, Sequence, UTCTime};
+    let blocks = simple_asn1::from_der(der).ok()?;
+    let Some(Sequence(_, certificate)) = blocks.first() else { return None };
+    let Some(Sequence(_, tbs)) = certificate.first() else { return None };
+    let fields = match tbs.first() {
+        Some(Explicit(..)) => &tbs[1..],
+        _ => &tbs[..],
+    };
+    let Some(Sequence(_, validity)) = fields.get(3) else { return None };
+    match validity.get(1)? {
+        UTCTime(_, time) | GeneralizedTime(_, time) => Some(time.assume_utc().unix_timestamp()),
+        _ => None,
+    }
+}
+
 /// First 8 bytes of the leaf certificate's SHA-256, hex: enough to tell certificates apart in logs.
 fn leaf_fingerprint(key: &CertifiedKey) -> String {
     key.cert.first().map(|leaf| hex::encode(&digest(&SHA256, leaf.as_ref()).as_ref()[..8])).unwrap_or_default()
@@ -214,5 +245,19 @@ mod tests {
             .unwrap();
         let none = ReloadingCertificate::load(&config, Arc::default()).unwrap_err().to_string();
         assert!(none.contains("no PEM certificate") && none.contains("tls.crt"), "{none}");
+    }
+
+    fn cert_until(year: i32, month: u8, day: u8) -> Vec<u8> {
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        params.not_after = rcgen::date_time_ymd(year, month, day);
+        params.self_signed(&rcgen::KeyPair::generate().unwrap()).unwrap().der().to_vec()
+    }
+
+    #[test]
+    fn not_after_reads_utc_and_generalized_times() {
+        // Until 2049 notAfter is a UTCTime (two-digit year), from 2050 a GeneralizedTime (RFC 5280 §4.1.2.5).
+        assert_eq!(not_after(&cert_until(2031, 5, 17)), Some(1_936_742_400));
+        assert_eq!(not_after(&cert_until(2051, 1, 2)), Some(2_556_230_400));
+        assert_eq!(not_after(b"not DER"), None);
     }
 }

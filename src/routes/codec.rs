@@ -7,7 +7,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use super::{decode, encode};
 use crate::error::ApiError;
 use crate::protocol::request::NAMESPACE_HEADER;
-use crate::protocol::{CodecOp, CodecPath, CodecRequest};
+use crate::protocol::{CodecOp, CodecPath, CodecRequest, Payload};
 use crate::state::AppState;
 
 /// Finds the operation from the path and runs it; everything that is not a codec path is 404.
@@ -30,14 +30,15 @@ pub async fn dispatch(
     }
     // Headers only: the body is read by the handler after it has authorized the caller.
     let request = CodecRequest::from_head(&req, &path, &state.protocol)?;
-    match request.op {
-        CodecOp::Encode => encode::encode(&req, request, body, &state).await,
-        CodecOp::Decode | CodecOp::Download => decode::decode(&req, request, body, &state).await,
-    }
+    let payloads = match request.op {
+        CodecOp::Encode => encode::encode(&req, request, body, &state).await?,
+        CodecOp::Decode | CodecOp::Download => decode::decode(&req, request, body, &state).await?,
+    };
+    Ok(payloads_response(payloads))
 }
 
-/// A JSON response with the Payloads body.
-pub fn payloads_response(payloads: Vec<crate::protocol::Payload>) -> HttpResponse {
+/// A JSON response with the Payloads body (the handlers return the payloads, so they need nothing here).
+fn payloads_response(payloads: Vec<Payload>) -> HttpResponse {
     let body = crate::protocol::Payloads { payloads }.to_json();
     HttpResponse::Ok().content_type("application/json").body(body)
 }

@@ -1,23 +1,22 @@
 //! POST …/decode — the Web UI, the CLI and remote-codec workers read payloads through here.
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, web};
 
 use super::audit_trail::{begin_event, read_payloads, refused};
-use super::codec::payloads_response;
 use crate::audit::Outcome;
 use crate::auth::Authorization;
 use crate::error::ApiError;
-use crate::protocol::{CodecOp, CodecRequest};
+use crate::protocol::{CodecOp, CodecRequest, Payload};
 use crate::state::AppState;
 
-/// Authorize on the headers, read the body, open our payloads (others pass through), audit, answer in
+/// Authorize on the headers, read the body, open our payloads (others pass through), audit, return them in
 /// the same order.
 pub async fn decode(
     req: &HttpRequest,
     request: CodecRequest,
     body: web::Payload,
     state: &AppState,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<Vec<Payload>, ApiError> {
     let mut event = begin_event(req, &request, state);
     let grant = match state.authorizer.authorize(req.headers(), &request.namespace, CodecOp::Decode).await {
         Ok(Authorization::Granted(grant)) => grant,
@@ -30,7 +29,7 @@ pub async fn decode(
             let reason = if identity.is_some() { "policy" } else { "no-token" };
             event.outcome(Outcome::PassThrough, 200, Some(reason));
             state.audit.record(event).await?;
-            return Ok(payloads_response(payloads));
+            return Ok(payloads);
         }
         Err(error) => {
             request.discard_body(body, &state.protocol).await;
@@ -48,5 +47,5 @@ pub async fn decode(
     // Under fail-closed this returns only once the row is committed; otherwise 503 and nothing leaves.
     state.audit.record(event).await?;
     tracing::debug!(namespace = %grant.namespace(), count, decoded = decoded.decoded, "Decoded payloads.");
-    Ok(payloads_response(decoded.payloads))
+    Ok(decoded.payloads)
 }

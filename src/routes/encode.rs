@@ -1,23 +1,22 @@
 //! POST …/encode — workers and the CLI (`workflow start --input … --codec-endpoint`) seal payloads here.
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, web};
 
 use super::audit_trail::{begin_event, read_payloads, refused};
-use super::codec::payloads_response;
 use crate::audit::Outcome;
 use crate::auth::{AuthError, Authorization};
 use crate::error::ApiError;
-use crate::protocol::{CodecOp, CodecRequest};
+use crate::protocol::{CodecOp, CodecRequest, Payload};
 use crate::state::AppState;
 
-/// Authorize on the headers, read the body, seal every payload, audit, answer with the sealed payloads
+/// Authorize on the headers, read the body, seal every payload, audit, return the sealed payloads
 /// in the same order.
 pub async fn encode(
     req: &HttpRequest,
     request: CodecRequest,
     body: web::Payload,
     state: &AppState,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<Vec<Payload>, ApiError> {
     let mut event = begin_event(req, &request, state);
     let grant = match state.authorizer.authorize(req.headers(), &request.namespace, CodecOp::Encode).await {
         Ok(Authorization::Granted(grant)) => grant,
@@ -43,5 +42,5 @@ pub async fn encode(
     event.keys(&encoded.kek_refs, 0).outcome(Outcome::Success, 200, None);
     state.audit.record(event).await?;
     tracing::debug!(namespace = %grant.namespace(), count, "Encoded payloads.");
-    Ok(payloads_response(encoded.payloads))
+    Ok(encoded.payloads)
 }

@@ -1,5 +1,6 @@
-//! HTTP routes. Start here to follow a request: `codec` finds the operation from the path suffix and
-//! hands a validated `CodecRequest` to `encode` or `decode`.
+//! HTTP routes. Start here to follow a request: `codec` finds the operation from the path suffix,
+//! hands a validated `CodecRequest` to `encode` or `decode`, and writes the payloads they return.
+//! Dependencies point one way: `codec` → `encode`/`decode` → `audit_trail` (the steps both share).
 
 pub mod audit_trail;
 pub mod codec;

@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 use crate::helpers::{TestApp, payload, read_payloads, to_json};
 use crate::support::prometheus::{self, Sample};
 use crate::support::server_process::{ServerProcess, SlowRequest};
-use crate::support::tls::{TestCa, peer_certificate, spawn_https, tls_reloads, write_atomically};
+use crate::support::tls::{TestCa, peer_certificate, spawn_https, tls_expiry, tls_reloads, write_atomically};
 
 /// Bound on every "wait until the server shows it" loop (they normally end in well under a second).
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -97,6 +97,30 @@ async fn an_invalid_replacement_keeps_the_previous_certificate_serving() {
     let response = https.decode(&client, &sealed).await.expect("still serving");
     assert_eq!(peer_certificate(&response), good.der);
     assert_eq!(tls_reloads(&https.metrics(&client).await, "success"), 0.0);
+}
+
+#[tokio::test]
+async fn metrics_show_the_served_certificates_expiry_and_follow_a_reload() {
+    let ca = TestCa::new("ops CA expiry");
+    let https = spawn_https(&ca.server_cert_until("codec-expiring", (2031, 5, 17))).await;
+    let client = ca.client();
+    let samples = https.metrics(&client).await;
+    assert_eq!(tls_expiry(&samples), Some(1_936_742_400.0), "2031-05-17T00:00:00Z");
+    let successes = tls_reloads(&samples, "success");
+
+    ca.server_cert_until("codec-renewed", (2051, 1, 2)).write(&https.cert_file, &https.key_file);
+    https.wait_for_reloads(&client, "success", successes).await;
+    assert_eq!(tls_expiry(&https.metrics(&client).await), Some(2_556_230_400.0), "2051-01-02T00:00:00Z");
+
+    // A replacement that does not load leaves the served certificate's date.
+    let failures = tls_reloads(&https.metrics(&client).await, "failure");
+    write_atomically(&https.key_file, b"this is not a key");
+    https.wait_for_reloads(&client, "failure", failures).await;
+    assert_eq!(tls_expiry(&https.metrics(&client).await), Some(2_556_230_400.0));
+
+    // Without TLS there is no certificate and no gauge.
+    let plain = TestApp::spawn().await;
+    assert_eq!(tls_expiry(&scrape(&plain).await), None);
 }
 
 #[tokio::test]

@@ -3,6 +3,7 @@ pub mod azure_fake;
 #[cfg(feature = "gcp-kms")]
 pub mod gcp_fake;
 pub mod helm;
+pub mod image;
 pub mod jwks_server;
 pub mod kms;
 #[cfg(feature = "aws-kms")]

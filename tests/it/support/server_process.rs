@@ -174,7 +174,7 @@ impl Drop for ServerProcess {
 }
 
 /// The port in the JSON log line whose message is `message`.
-fn logged_port(line: &str, message: &str) -> Option<u16> {
+pub fn logged_port(line: &str, message: &str) -> Option<u16> {
     let value: Value = serde_json::from_str(line).ok()?;
     let fields = value.get("fields")?;
     if fields.get("message")?.as_str()? != message {

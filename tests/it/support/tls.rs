@@ -46,9 +46,19 @@ impl TestCa {
 
     /// A certificate for `127.0.0.1` and `localhost` with common name `cn`, signed by this CA.
     pub fn server_cert(&self, cn: &str) -> ServerCert {
+        self.server_cert_with(cn, |_| {})
+    }
+
+    /// The same, valid until midnight UTC of `(year, month, day)`.
+    pub fn server_cert_until(&self, cn: &str, (year, month, day): (i32, u8, u8)) -> ServerCert {
+        self.server_cert_with(cn, |params| params.not_after = rcgen::date_time_ymd(year, month, day))
+    }
+
+    fn server_cert_with(&self, cn: &str, adjust: impl FnOnce(&mut CertificateParams)) -> ServerCert {
         let mut params =
             CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).expect("leaf params");
         params.distinguished_name.push(DnType::CommonName, cn);
+        adjust(&mut params);
         let key = KeyPair::generate().expect("leaf key");
         let cert = params.signed_by(&key, &self.issuer).expect("sign leaf");
         ServerCert { cert_pem: cert.pem(), key_pem: key.serialize_pem(), der: cert.der().to_vec() }
@@ -160,6 +170,11 @@ impl HttpsApp {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// `codec_tls_certificate_expiry_timestamp_seconds`, if exported.
+pub fn tls_expiry(samples: &[Sample]) -> Option<f64> {
+    samples.iter().find(|s| s.name == "codec_tls_certificate_expiry_timestamp_seconds").map(|s| s.value)
 }
 
 /// `codec_tls_certificate_reloads_total{result}`.
