@@ -54,11 +54,16 @@ impl TestApp {
 
     /// POSTs a JSON body with an optional `X-Namespace` header.
     pub async fn post(&self, path: &str, namespace: Option<&str>, body: &Value) -> reqwest::Response {
+        self.post_text(path, namespace, body.to_string()).await
+    }
+
+    /// POSTs a body as written (malformed or huge JSON) with an optional `X-Namespace` header.
+    pub async fn post_text(&self, path: &str, namespace: Option<&str>, body: String) -> reqwest::Response {
         let mut request = self.client.post(self.url(path)).header("content-type", "application/json");
         if let Some(ns) = namespace {
             request = request.header("x-namespace", ns);
         }
-        request.body(body.to_string()).send().await.expect("request failed")
+        request.body(body).send().await.expect("request failed")
     }
 
     /// Encodes through `/encode` and asserts success.

@@ -129,15 +129,7 @@ async fn body_bytes_in_flight_are_bounded_across_connections() {
 async fn a_body_of_empty_objects_stops_at_the_payload_limit() {
     let app = TestApp::spawn().await;
     let body = format!("{{\"payloads\":[{}{{}}]}}", "{},".repeat(200_000));
-    let response = app
-        .client
-        .post(app.url("/decode"))
-        .header("content-type", "application/json")
-        .header("x-namespace", "default")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let response = app.post_text("/decode", Some("default"), body).await;
     assert_eq!(response.status(), 400);
     assert_eq!(error_code(response).await, "too-many-payloads");
     let many_metadata: serde_json::Map<String, serde_json::Value> =
@@ -162,15 +154,7 @@ async fn deeply_nested_json_is_refused_without_exhausting_the_stack() {
         (format!("{{\"payloads\":[{{\"metadata\":{{\"k\":{}}}}}]}}", deep(1_000)), 400),
     ];
     for (i, (body, status)) in cases.into_iter().enumerate() {
-        let response = app
-            .client
-            .post(app.url("/decode"))
-            .header("content-type", "application/json")
-            .header("x-namespace", "default")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
+        let response = app.post_text("/decode", Some("default"), body).await;
         assert_eq!(response.status(), status, "case {i}");
         if status == 400 {
             assert_eq!(error_code(response).await, "malformed-json", "case {i}");

@@ -219,7 +219,6 @@ async fn a_key_without_the_wrap_permission_is_refused_without_retry() {
 /// hand; a `decrypt_only` KEK spelled as the proxy spells it opens it with Key Vault's `decrypt`.
 #[tokio::test]
 async fn a_temporal_proxy_payload_with_an_azure_kek_opens_through_a_decrypt_only_kek() {
-    use aes_gcm::aead::{Aead, KeyInit};
     use base64::Engine;
     use base64::engine::general_purpose::STANDARD as B64;
 
@@ -229,18 +228,8 @@ async fn a_temporal_proxy_payload_with_an_azure_kek_opens_through_a_decrypt_only
     let proxy_uri = format!("azurekeyvault://{VAULT}/keys/proxy-kek");
     let dek = [7u8; 32];
     let wrapped_dek = fake.encrypt_with_public_key("proxy-kek", &dek);
-    // temporal.api.common.v1.Payload { metadata: {"encoding": "json/plain"}, data: "\"azure\"" }.
-    let inner = [&b"\x0a\x16\x0a\x08encoding\x12\x0ajson/plain"[..], b"\x12\x07\"azure\""].concat();
-    let nonce = [5u8; 12];
-    let sealed = aes_gcm::Aes256Gcm::new_from_slice(&dek)
-        .unwrap()
-        .encrypt(&aes_gcm::Nonce::from(nonce), inner.as_slice())
-        .unwrap();
-    let mut proxy_payload = payload(b"");
-    proxy_payload.metadata.insert("encoding".into(), b"binary/encrypted".to_vec());
-    proxy_payload.metadata.insert("encryption-key-id".into(), proxy_uri.clone().into_bytes());
-    proxy_payload.metadata.insert("encryption-dek".into(), B64.encode(&wrapped_dek).into_bytes());
-    proxy_payload.data = [nonce.to_vec(), sealed].concat();
+    let proxy_payload =
+        crate::support::kms::sealed_like_the_proxy(&proxy_uri, &B64.encode(&wrapped_dek), &dek, "\"azure\"");
 
     let app = TestApp::spawn_with(|c| {
         use_fake(c, &fake);

@@ -122,7 +122,6 @@ async fn a_proxy_kek_cannot_be_a_primary_kek() {
 #[cfg(feature = "gcp-kms")]
 #[tokio::test]
 async fn a_gcp_wrapped_proxy_payload_opens_through_the_gcp_kms_fake() {
-    use aes_gcm::aead::{Aead, KeyInit};
     use base64::Engine;
     use base64::engine::general_purpose::STANDARD as B64;
 
@@ -140,18 +139,7 @@ async fn a_gcp_wrapped_proxy_payload_opens_through_the_gcp_kms_fake() {
         .await
         .unwrap();
     let wrapped = wrapped["ciphertext"].as_str().expect("ciphertext").to_owned();
-    // temporal.api.common.v1.Payload { metadata: {"encoding": "json/plain"}, data: "\"gcp\"" }.
-    let inner = [&b"\x0a\x16\x0a\x08encoding\x12\x0ajson/plain"[..], b"\x12\x05\"gcp\""].concat();
-    let nonce = [5u8; 12];
-    let sealed = aes_gcm::Aes256Gcm::new_from_slice(&dek)
-        .unwrap()
-        .encrypt(&aes_gcm::Nonce::from(nonce), inner.as_slice())
-        .unwrap();
-    let mut proxy_payload = payload(b"");
-    proxy_payload.metadata.insert("encoding".into(), b"binary/encrypted".to_vec());
-    proxy_payload.metadata.insert("encryption-key-id".into(), kek_uri.clone().into_bytes());
-    proxy_payload.metadata.insert("encryption-dek".into(), wrapped.into_bytes());
-    proxy_payload.data = [nonce.to_vec(), sealed].concat();
+    let proxy_payload = crate::support::kms::sealed_like_the_proxy(&kek_uri, &wrapped, &dek, "\"gcp\"");
 
     let (endpoint, proxy) = (fake.endpoint.clone(), kek_uri);
     let app = TestApp::spawn_with(move |c| {

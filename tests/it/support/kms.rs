@@ -61,3 +61,24 @@ pub fn edk_keks(sealed: &Payload) -> Vec<(Provider, String)> {
 pub fn retry_after(response: &reqwest::Response) -> Option<String> {
     response.headers().get("retry-after").map(|v| v.to_str().expect("ASCII header").to_owned())
 }
+
+/// A payload as Temporal Proxy writes it (`binary/encrypted`): `nonce || AES-256-GCM(dek, Payload)` with
+/// no associated data, sealed with RustCrypto's `aes-gcm` (not the server's aws-lc), the Payload
+/// `{"encoding": "json/plain"}` + `data` written as protobuf by hand; `wrapped_dek` is the base64 text
+/// of the KMS ciphertext, as the proxy stores it.
+pub fn sealed_like_the_proxy(kek_uri: &str, wrapped_dek: &str, dek: &[u8; 32], data: &str) -> Payload {
+    use aes_gcm::aead::{Aead, KeyInit};
+    let data_field = [&[0x12, u8::try_from(data.len()).expect("short data")][..], data.as_bytes()].concat();
+    let inner = [&b"\x0a\x16\x0a\x08encoding\x12\x0ajson/plain"[..], &data_field].concat();
+    let nonce = [5u8; 12];
+    let sealed = aes_gcm::Aes256Gcm::new_from_slice(dek)
+        .unwrap()
+        .encrypt(&aes_gcm::Nonce::from(nonce), inner.as_slice())
+        .unwrap();
+    let mut proxy_payload = crate::helpers::payload(b"");
+    proxy_payload.metadata.insert("encoding".into(), b"binary/encrypted".to_vec());
+    proxy_payload.metadata.insert("encryption-key-id".into(), kek_uri.as_bytes().to_vec());
+    proxy_payload.metadata.insert("encryption-dek".into(), wrapped_dek.as_bytes().to_vec());
+    proxy_payload.data = [nonce.to_vec(), sealed].concat();
+    proxy_payload
+}
