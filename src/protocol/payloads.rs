@@ -4,6 +4,7 @@
 //! protobuf encoding of a payload is deterministic, which golden vectors rely on.
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
 
 use serde::Deserialize;
 use serde::de::IgnoredAny;
@@ -499,7 +500,8 @@ impl JsonWriter {
                 if i > 0 {
                     self.raw(b",");
                 }
-                self.raw(format!("{{\"sizeBytes\":\"{}\"}}", e.size_bytes).as_bytes());
+                // Straight into the buffer: no String per entry (writing into a Vec cannot fail).
+                let _ = write!(self.out, "{{\"sizeBytes\":\"{}\"}}", e.size_bytes);
             }
             self.raw(b"]");
         }
