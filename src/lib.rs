@@ -1,7 +1,7 @@
 //! An organization-level Temporal Codec Server.
 //!
-//! It seals Temporal payloads with envelope encryption (AES-256-GCM under per-payload keys derived from
-//! a data key that a KMS wraps), serves the Remote Data Encoding protocol (`/encode`, `/decode`) to the
+//! It seals Temporal payloads with envelope encryption (AES-256-GCM under keys derived from a data key
+//! that a KMS wraps), serves the Remote Data Encoding protocol (`/encode`, `/decode`) to the
 //! Web UI, the CLI and workers, and decides per namespace who may see what.
 //!
 //! Follow a request from `routes`: `protocol` turns HTTP into clean values, `auth` makes the `Grant`,
@@ -23,6 +23,7 @@ pub mod protocol;
 pub mod readiness;
 pub mod request_id;
 pub mod routes;
+pub mod secret;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

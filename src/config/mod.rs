@@ -6,7 +6,6 @@
 //! server starts in dev mode: local key file, auth off, loopback only.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -14,20 +13,20 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 use crate::kms::KekUri;
 use crate::kms::keyring::DecodeFailure;
+pub use crate::kms::settings::*;
 use crate::protocol::Namespace;
+pub use crate::secret::Secret;
 
 mod audit;
 mod auth;
 pub mod endpoints;
-mod kms;
 
 pub use audit::*;
 pub use auth::*;
-pub use kms::*;
 
 /// The whole configuration.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -243,40 +242,6 @@ pub struct LogConfig {
 pub enum LogFormat {
     Pretty,
     Json,
-}
-
-/// A secret string: never printed, serialized as `<redacted>`.
-#[derive(Clone, Default)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
-    }
-
-    /// The secret value.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-impl Serialize for Secret {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str("<redacted>")
-    }
-}
-
-impl<'de> Deserialize<'de> for Secret {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d).map(Secret)
-    }
 }
 
 /// Port of the embedded default (the Temporal samples' codec servers use 8081 too).
@@ -602,49 +567,7 @@ impl Config {
 
     /// Checks a KEK URI's key part for its provider, and that this build has that provider.
     fn validate_kek(&self, ring: &str, kek: &KekUri) -> anyhow::Result<()> {
-        use crate::kms::Provider;
-        match kek.provider() {
-            Provider::Local => {}
-            Provider::AwsKms => {
-                #[cfg(feature = "aws-kms")]
-                crate::kms::aws::KeyArn::parse(kek.key_part()).map_err(|reason| {
-                    anyhow::anyhow!(
-                        "keyrings.{ring}: `{kek}`: {reason}; expected aws-kms://arn:aws:kms:<region>:<account>:key/<key-id> or …:alias/<name>"
-                    )
-                })?;
-                #[cfg(not(feature = "aws-kms"))]
-                bail!(
-                    "keyrings.{ring}: `{kek}` needs the `aws-kms` Cargo feature, which this build lacks; rebuild with default features"
-                );
-            }
-            Provider::GcpKms => {
-                #[cfg(feature = "gcp-kms")]
-                crate::kms::gcp::check_key_name(kek.key_part()).map_err(|reason| {
-                    anyhow::anyhow!(
-                        "keyrings.{ring}: `{kek}`: {reason}; expected gcp-kms://projects/<p>/locations/<l>/keyRings/<r>/cryptoKeys/<k>"
-                    )
-                })?;
-                #[cfg(not(feature = "gcp-kms"))]
-                bail!(
-                    "keyrings.{ring}: `{kek}` needs the `gcp-kms` Cargo feature, which this build lacks; rebuild with default features"
-                );
-            }
-            Provider::VaultTransit => crate::kms::vault::validate(kek, self.kms.vault.as_ref())
-                .map_err(|e| anyhow::anyhow!("keyrings.{ring}: {e}"))?,
-            Provider::AzureKeyVault => {
-                #[cfg(feature = "azure-keyvault")]
-                crate::kms::azure::AzureKeyId::parse(kek.as_str()).map_err(|reason| {
-                    anyhow::anyhow!(
-                        "keyrings.{ring}: `{kek}`: {reason}; expected azure-keyvault://<vault>.vault.azure.net/keys/<key>[/<version>]"
-                    )
-                })?;
-                #[cfg(not(feature = "azure-keyvault"))]
-                bail!(
-                    "keyrings.{ring}: `{kek}` needs the `azure-keyvault` Cargo feature, which this build lacks; rebuild with default features"
-                );
-            }
-        }
-        Ok(())
+        crate::kms::validate_kek(kek, &self.kms).map_err(|reason| anyhow::anyhow!("keyrings.{ring}: {reason}"))
     }
 
     /// Checks the `[kms.aws]`, `[kms.gcp]` and `[kms.azure]` sections.
@@ -867,7 +790,7 @@ mod tests {
         let mut c = Config::dev();
         c.legacy.keys.insert(
             "k".into(),
-            LegacyKeyConfig { key: Some(Secret("c2VjcmV0".into())), key_file: None, namespaces: vec!["*".into()] },
+            LegacyKeyConfig { key: Some(Secret::new("c2VjcmV0")), key_file: None, namespaces: vec!["*".into()] },
         );
         let text = c.to_redacted_toml();
         assert!(text.contains("<redacted>") && !text.contains("c2VjcmV0"));

@@ -27,8 +27,8 @@ use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::DataKeySpec;
 use zeroize::Zeroizing;
 
+use super::settings::AwsKmsConfig;
 use super::{DataKey, KekUri, KmsBackend, KmsContext, KmsError, Provider, WrappedKey};
-use crate::config::AwsKmsConfig;
 
 /// What a KMS key ARN names.
 #[derive(Clone, Debug, PartialEq, Eq)]

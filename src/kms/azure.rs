@@ -42,8 +42,8 @@ use azure_security_keyvault_keys::models::{
 use azure_security_keyvault_keys::{KeyClient, KeyClientOptions};
 use zeroize::Zeroizing;
 
+use super::settings::{AzureCredentialKind, AzureKeyVaultConfig};
 use super::{DataKey, KekUri, KmsBackend, KmsContext, KmsError, Provider, WrappedKey};
-use crate::config::{AzureCredentialKind, AzureKeyVaultConfig};
 
 /// Format byte of our wrapped keys: version-tagged Key Vault ciphertext.
 const WRAPPED_FORMAT: u8 = 1;
@@ -529,7 +529,7 @@ mod tests {
         let aks = |name: &str| name == "AZURE_FEDERATED_TOKEN_FILE";
         assert_eq!(config.credential_kind(|_| false), AzureCredentialKind::ManagedIdentity);
         assert_eq!(config.credential_kind(aks), AzureCredentialKind::WorkloadIdentity);
-        config.client_secret = Some(crate::config::Secret::new("s"));
+        config.client_secret = Some(crate::secret::Secret::new("s"));
         assert_eq!(config.credential_kind(aks), AzureCredentialKind::ClientSecret);
         config.credential = Some(AzureCredentialKind::ManagedIdentity);
         assert_eq!(config.credential_kind(aks), AzureCredentialKind::ManagedIdentity);

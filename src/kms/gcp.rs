@@ -23,8 +23,8 @@ use google_cloud_gax::retry_policy::NeverRetry;
 use google_cloud_kms_v1::client::KeyManagementService;
 use zeroize::Zeroizing;
 
+use super::settings::GcpKmsConfig;
 use super::{DataKey, KekUri, KmsBackend, KmsContext, KmsError, Provider, WrappedKey};
-use crate::config::GcpKmsConfig;
 
 /// Checks a CryptoKey resource name: `projects/<p>/locations/<l>/keyRings/<r>/cryptoKeys/<k>`.
 pub fn check_key_name(name: &str) -> Result<(), &'static str> {

@@ -19,6 +19,7 @@ pub mod kek;
 pub mod keyring;
 pub mod local;
 pub mod resilient;
+pub mod settings;
 pub mod vault;
 
 use std::time::Duration;
@@ -27,11 +28,52 @@ use async_trait::async_trait;
 
 pub use data_key::{DATA_KEY_LEN, DataKey, DropProbe};
 pub use kek::{KekUri, Provider};
+pub use settings::KmsConfig;
 
 use crate::protocol::Namespace;
 
+/// Default deadline of one remote KMS call (DESIGN §5); each retry gets a fresh one.
+pub const DEFAULT_KMS_CALL_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default retries after throttling, 5xx, timeouts or a failed integrity check.
+pub const DEFAULT_KMS_MAX_RETRIES: u32 = 2;
+
 /// Boxed source error, for the log only (never returned to clients).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Checks a configured KEK URI's key part for its provider, and that this build has that provider. The
+/// error says what a valid reference looks like.
+pub fn validate_kek(kek: &KekUri, kms: &KmsConfig) -> Result<(), String> {
+    match kek.provider() {
+        Provider::Local => Ok(()),
+        #[cfg(feature = "aws-kms")]
+        Provider::AwsKms => aws::KeyArn::parse(kek.key_part()).map(drop).map_err(|reason| {
+            format!(
+                "`{kek}`: {reason}; expected aws-kms://arn:aws:kms:<region>:<account>:key/<key-id> or …:alias/<name>"
+            )
+        }),
+        #[cfg(not(feature = "aws-kms"))]
+        Provider::AwsKms => Err(missing_feature(kek, "aws-kms")),
+        #[cfg(feature = "gcp-kms")]
+        Provider::GcpKms => gcp::check_key_name(kek.key_part()).map_err(|reason| {
+            format!("`{kek}`: {reason}; expected gcp-kms://projects/<p>/locations/<l>/keyRings/<r>/cryptoKeys/<k>")
+        }),
+        #[cfg(not(feature = "gcp-kms"))]
+        Provider::GcpKms => Err(missing_feature(kek, "gcp-kms")),
+        Provider::VaultTransit => vault::validate(kek, kms.vault.as_ref()).map_err(|e| e.to_string()),
+        #[cfg(feature = "azure-keyvault")]
+        Provider::AzureKeyVault => azure::AzureKeyId::parse(kek.as_str()).map(drop).map_err(|reason| {
+            format!("`{kek}`: {reason}; expected azure-keyvault://<vault>.vault.azure.net/keys/<key>[/<version>]")
+        }),
+        #[cfg(not(feature = "azure-keyvault"))]
+        Provider::AzureKeyVault => Err(missing_feature(kek, "azure-keyvault")),
+    }
+}
+
+/// The error for a KEK whose provider this build was compiled without.
+#[cfg(not(all(feature = "aws-kms", feature = "gcp-kms", feature = "azure-keyvault")))]
+fn missing_feature(kek: &KekUri, feature: &str) -> String {
+    format!("`{kek}` needs the `{feature}` Cargo feature, which this build lacks; rebuild with default features")
+}
 
 /// A wrapped (encrypted) data key as the KMS returned it.
 #[derive(Clone, Debug, PartialEq, Eq)]

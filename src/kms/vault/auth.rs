@@ -43,7 +43,7 @@ enum Login {
     AppRole {
         mount: String,
         role_id: String,
-        secret_id: crate::config::Secret,
+        secret_id: crate::secret::Secret,
     },
     Kubernetes {
         mount: String,

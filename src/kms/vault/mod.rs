@@ -27,7 +27,7 @@ use anyhow::bail;
 use serde::{Deserialize, Serialize};
 
 use super::KekUri;
-use crate::config::Secret;
+use crate::secret::Secret;
 
 #[cfg(feature = "vault-transit")]
 mod api;
@@ -66,11 +66,11 @@ pub struct VaultKmsConfig {
 }
 
 fn default_call_timeout() -> Duration {
-    crate::config::DEFAULT_KMS_CALL_TIMEOUT
+    super::DEFAULT_KMS_CALL_TIMEOUT
 }
 
 fn default_max_retries() -> u32 {
-    crate::config::DEFAULT_KMS_MAX_RETRIES
+    super::DEFAULT_KMS_MAX_RETRIES
 }
 
 /// How the KMS context reaches Vault.

@@ -1,6 +1,12 @@
-//! The `[kms.*]` sections: one per provider; a KEK URI's scheme picks the section.
+//! The `[kms.*]` sections: one per provider; a KEK URI's scheme picks the section. They live with the
+//! backends that read them (the config module composes them), so `kms` never depends on `config`.
 
-use super::*;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::secret::Secret;
 
 /// KMS backends, one section per provider; a KEK URI's scheme picks the section.
 #[derive(Clone, Debug, Deserialize, Serialize, Default)]
@@ -10,7 +16,7 @@ pub struct KmsConfig {
     pub aws: AwsKmsConfig,
     pub gcp: GcpKmsConfig,
     /// `[kms.vault]`: Vault / OpenBao address and login; required by `vault-transit://` KEKs.
-    pub vault: Option<crate::kms::vault::VaultKmsConfig>,
+    pub vault: Option<super::vault::VaultKmsConfig>,
     /// `[kms.azure]`: Entra ID identity and options of `azure-keyvault://` KEKs.
     pub azure: AzureKeyVaultConfig,
     /// Allow plain `http://` KMS endpoints on other hosts (only where something else, e.g. a service
@@ -26,10 +32,7 @@ pub struct LocalKmsConfig {
     pub key_dir: Option<PathBuf>,
 }
 
-/// Default deadline of one remote KMS call (DESIGN §5); each retry gets a fresh one.
-pub const DEFAULT_KMS_CALL_TIMEOUT: Duration = Duration::from_secs(2);
-/// Default retries after throttling, 5xx, timeouts or a failed integrity check.
-pub const DEFAULT_KMS_MAX_RETRIES: u32 = 2;
+pub use super::{DEFAULT_KMS_CALL_TIMEOUT, DEFAULT_KMS_MAX_RETRIES};
 
 /// The `aws-kms://` backend. Credentials come from the default chain (environment, shared profile, web
 /// identity / EKS IRSA, container and instance metadata); each key's region comes from its ARN.
