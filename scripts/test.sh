@@ -66,4 +66,19 @@ for client in python typescript; do
     fi
 done
 echo "tests: $passed passed, $failed failed"
-exit "$clients_failed"
+[[ "$clients_failed" -eq 0 ]] || exit 1
+
+# Every fuzz target briefly (8 s each, after a ~2-minute cold build): it builds, replays its seeds and
+# survives some mutations. The long runs are `bash scripts/fuzz.sh [seconds]` (docs/reliability.md).
+if [[ "${CODEC_SKIP_FUZZ_SMOKE:-}" == "1" ]]; then
+    echo "fuzz smoke: not run (CODEC_SKIP_FUZZ_SMOKE=1)"
+    exit 0
+fi
+fuzz_log="$log_dir/fuzz-smoke.log"
+if ! bash "$REPO/scripts/fuzz.sh" --smoke >"$fuzz_log" 2>&1; then
+    tail -n 20 "$fuzz_log" >&2
+    echo "scripts/test.sh: the fuzz smoke run failed; log: $fuzz_log" >&2
+    exit 1
+fi
+grep -E '^(envelope|legacy|payloads|route|jwt) ' "$fuzz_log" | sed 's/^/fuzz smoke: /'
+tail -n 1 "$fuzz_log"
