@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{Mutex, mpsc, oneshot, watch};
+use tokio::sync::{Mutex, Notify, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::{AuditConfig, AuditFailureMode};
@@ -57,6 +57,10 @@ struct Inner {
     /// progress may finish first).
     write_timeout: Duration,
     healthy: Arc<AtomicBool>,
+    /// Wakes the writer (see `writer`: one kick per scheduler turn, not per event).
+    kick: Arc<Notify>,
+    /// Queue capacity: past half of it, events nobody waits on wake the writer too.
+    capacity: usize,
     store: AuditStore,
     shutdown: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -84,6 +88,7 @@ impl Audit {
         let stats = Arc::new(AuditStats::default());
         let healthy = Arc::new(AtomicBool::new(true));
         let (tx, rx) = mpsc::channel(config.queue_capacity);
+        let kick = Arc::new(Notify::new());
         let (shutdown, shutdown_rx) = watch::channel(false);
         let writer = Writer {
             store: store.clone(),
@@ -96,6 +101,7 @@ impl Audit {
             stats: stats.clone(),
             healthy: healthy.clone(),
             retry: VecDeque::new(),
+            kick: kick.clone(),
         };
         let mut tasks = vec![tokio::spawn(writer.run(rx, shutdown_rx.clone()))];
         if let Some(retention) = config.retention {
@@ -106,6 +112,8 @@ impl Audit {
             mode: config.on_failure,
             write_timeout: config.write_timeout,
             healthy,
+            kick,
+            capacity: config.queue_capacity,
             store,
             shutdown,
             tasks: Mutex::new(tasks),
@@ -161,6 +169,10 @@ impl Audit {
             self.stats.lost(1);
             return Err(AuditError::Unavailable);
         }
+        // Let the other requests this runtime has ready queue their events, then wake the writer once
+        // for all of them: one commit per scheduler turn (see `writer`).
+        tokio::task::yield_now().await;
+        inner.kick.notify_one();
         match tokio::time::timeout(inner.write_timeout * 3, committed).await {
             Ok(Ok(true)) => Ok(()),
             // Refused or timed out: the writer records this event as a failed attempt.
@@ -175,6 +187,7 @@ impl Audit {
         self.stats.queued(1);
         let sent = tokio::time::timeout(inner.write_timeout, inner.tx.send(Queued { event, ack: None })).await;
         if matches!(sent, Ok(Ok(()))) {
+            self.kick_if_filling(inner);
             Ok(())
         } else {
             self.stats.dequeued(1);
@@ -184,7 +197,17 @@ impl Audit {
 
     fn try_enqueue(&self, inner: &Inner, event: AuditEvent) -> Result<(), ()> {
         self.stats.queued(1);
-        inner.tx.try_send(Queued { event, ack: None }).map_err(|_| self.stats.dequeued(1))
+        inner.tx.try_send(Queued { event, ack: None }).map_err(|_| self.stats.dequeued(1))?;
+        self.kick_if_filling(inner);
+        Ok(())
+    }
+
+    /// Events nobody waits on are written within `flush_interval`, or sooner once the queue is half
+    /// full, so a burst of them does not block senders until the next interval.
+    fn kick_if_filling(&self, inner: &Inner) {
+        if inner.tx.capacity() < inner.capacity / 2 {
+            inner.kick.notify_one();
+        }
     }
 
     /// Whether auditing is on.

@@ -270,3 +270,66 @@ async fn behind_a_trusted_proxy_the_audit_row_names_the_forwarded_client() {
     let row = rows.iter().find(|r| r.request_id == "via-proxy").unwrap();
     assert_eq!(row.client_addr.as_deref(), Some("203.0.113.9"), "the hop the trusted proxy saw, not the forged one");
 }
+
+/// Group commit: fail-closed decodes that are ready in the same scheduler turn are acknowledged by one
+/// commit, not one each. The writer runs on another runtime's thread, as in the server (it is started
+/// before the HTTP workers); the decodes run on a current-thread runtime like an HTTP worker's. They
+/// all queue and yield before the first of them kicks the writer (`audit::writer`), so the writer finds
+/// all twenty. (Woken by each event instead, it took the first alone, on its own thread.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn waiting_events_of_one_scheduler_turn_share_one_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("audit.db").display());
+    // A long flush interval: only a kick can start this batch.
+    let config = codec_server::config::AuditConfig {
+        flush_interval: Duration::from_secs(30),
+        ..codec_server::config::AuditConfig::default()
+    };
+    let audit = std::sync::Arc::new(codec_server::audit::Audit::start(&config, &url).await.unwrap());
+    let worker_audit = audit.clone();
+    let results = tokio::task::spawn_blocking(move || {
+        let worker = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        worker.block_on(async move {
+            let decodes: Vec<_> = (0..20)
+                .map(|i| {
+                    let audit = worker_audit.clone();
+                    let event = AuditEvent {
+                        time_ms: 1_000 + i,
+                        request_id: format!("group-{i}"),
+                        email: Some("alice@example.com".into()),
+                        subject: None,
+                        issuer: None,
+                        namespace: "payments".into(),
+                        operation: "decode".into(),
+                        payload_count: 1,
+                        decoded_count: 1,
+                        kek_refs: "local://dev".into(),
+                        outcome: Outcome::Success,
+                        reason: None,
+                        http_status: 200,
+                        client_addr: None,
+                        user_agent: None,
+                    };
+                    assert!(event.releases_plaintext(), "each decode waits for its commit");
+                    tokio::spawn(async move { audit.record(event).await.is_ok() })
+                })
+                .collect();
+            let mut committed = Vec::new();
+            for decode in decodes {
+                committed.push(decode.await.unwrap());
+            }
+            committed
+        })
+    })
+    .await
+    .unwrap();
+    assert!(results.iter().all(|ok| *ok), "every decode was committed: {results:?}");
+    let stats = audit.stats().snapshot();
+    assert_eq!(stats.written, 20);
+    assert_eq!(stats.batches, 1, "twenty waiting decodes of one turn took {} commits", stats.batches);
+    audit.shutdown().await;
+    let store = AuditStore::connect(&url, 1, Duration::from_secs(5)).unwrap();
+    let rows = store.query(&AuditFilter { limit: 100, ..AuditFilter::default() }).await.unwrap();
+    assert_eq!(rows.len(), 20);
+    store.close().await;
+}
