@@ -293,23 +293,7 @@ async fn waiting_events_of_one_scheduler_turn_share_one_commit() {
             let decodes: Vec<_> = (0..20)
                 .map(|i| {
                     let audit = worker_audit.clone();
-                    let event = AuditEvent {
-                        time_ms: 1_000 + i,
-                        request_id: format!("group-{i}"),
-                        email: Some("alice@example.com".into()),
-                        subject: None,
-                        issuer: None,
-                        namespace: "payments".into(),
-                        operation: "decode".into(),
-                        payload_count: 1,
-                        decoded_count: 1,
-                        kek_refs: "local://dev".into(),
-                        outcome: Outcome::Success,
-                        reason: None,
-                        http_status: 200,
-                        client_addr: None,
-                        user_agent: None,
-                    };
+                    let event = crate::audit_cli::event(i, 1_000 + i);
                     assert!(event.releases_plaintext(), "each decode waits for its commit");
                     tokio::spawn(async move { audit.record(event).await.is_ok() })
                 })

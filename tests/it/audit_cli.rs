@@ -24,7 +24,8 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-fn event(i: i64, time_ms: i64) -> AuditEvent {
+/// A successful decode by alice in `payments` (it releases plaintext: a fail-closed record waits for it).
+pub fn event(i: i64, time_ms: i64) -> AuditEvent {
     AuditEvent {
         time_ms,
         request_id: format!("r-{i}"),
