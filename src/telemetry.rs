@@ -11,12 +11,42 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogConfig, LogFormat};
 
+/// Crates whose own error lines only repeat ours: during a Vault outage the Vault client (`vaultrs`) and
+/// its HTTP layer (`rustify`) logged four ERROR lines per failed call beside our one WARN with the same
+/// error, thousands of lines a second under load (docs/reliability.md). Silenced unless the configured
+/// level names them.
+const QUIET_CRATES: [&str; 2] = ["rustify", "vaultrs"];
+
 /// Installs the global subscriber once; later calls are no-ops.
 pub fn init(config: &LogConfig) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.level));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(filter_directives(&config.level)));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match config.format {
         LogFormat::Json => builder.json().with_current_span(true).with_span_list(true).try_init(),
         LogFormat::Pretty => builder.with_ansi(std::io::stderr().is_terminal()).try_init(),
     };
+}
+
+/// The configured level plus `<crate>=off` for each of [`QUIET_CRATES`] it does not name.
+fn filter_directives(level: &str) -> String {
+    let mut directives = level.to_string();
+    for name in QUIET_CRATES {
+        let named = level.split(',').any(|d| d.trim().split('=').next() == Some(name));
+        if !named {
+            directives.push_str(&format!(",{name}=off"));
+        }
+    }
+    directives
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vault_client_errors_are_silenced_unless_named() {
+        assert_eq!(filter_directives("info"), "info,rustify=off,vaultrs=off");
+        assert_eq!(filter_directives("debug,vaultrs=debug"), "debug,vaultrs=debug,rustify=off");
+        assert!(EnvFilter::try_new(filter_directives("warn,codec_server=debug")).is_ok());
+    }
 }
