@@ -59,8 +59,6 @@ struct Inner {
     healthy: Arc<AtomicBool>,
     /// Wakes the writer (see `writer`: one kick per scheduler turn, not per event).
     kick: Arc<Notify>,
-    /// Queue capacity: past half of it, events nobody waits on wake the writer too.
-    capacity: usize,
     store: AuditStore,
     shutdown: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -113,7 +111,6 @@ impl Audit {
             write_timeout: config.write_timeout,
             healthy,
             kick,
-            capacity: config.queue_capacity,
             store,
             shutdown,
             tasks: Mutex::new(tasks),
@@ -205,7 +202,7 @@ impl Audit {
     /// Events nobody waits on are written within `flush_interval`, or sooner once the queue is half
     /// full, so a burst of them does not block senders until the next interval.
     fn kick_if_filling(&self, inner: &Inner) {
-        if inner.tx.capacity() < inner.capacity / 2 {
+        if inner.tx.capacity() < inner.tx.max_capacity() / 2 {
             inner.kick.notify_one();
         }
     }
