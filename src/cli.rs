@@ -150,7 +150,7 @@ pub fn error_report(error: &anyhow::Error) -> String {
 
 async fn serve(file: Option<&std::path::Path>, overrides: &Overrides) -> anyhow::Result<()> {
     let (config, mode) = Config::load(file, overrides)?;
-    crate::telemetry::init(&config.log);
+    let _flush_logs = crate::telemetry::init(&config.log);
     if mode == Mode::Dev {
         tracing::warn!(
             data_dir = %config.data_dir.display(),

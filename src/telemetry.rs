@@ -1,4 +1,5 @@
-//! Logging setup: pretty or JSON lines on stderr; `RUST_LOG` overrides the configured level.
+//! Logging setup: pretty or JSON lines on stderr; `RUST_LOG` overrides the configured level. INFO lines
+//! and below reach stderr through a buffer written by a background thread (`buffered_stderr`).
 //!
 //! Every line written while a request is served sits in that request's `request` span (see
 //! `request_id`), so it carries `request_id`: the pretty format prints it as `request{request_id=…}:`,
@@ -9,6 +10,11 @@ use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
+mod buffered_stderr;
+
+use buffered_stderr::BufferedStderr;
+pub use buffered_stderr::FlushGuard;
+
 use crate::config::{LogConfig, LogFormat};
 
 /// Crates whose own error lines only repeat ours: during a Vault outage the Vault client (`vaultrs`) and
@@ -17,14 +23,16 @@ use crate::config::{LogConfig, LogFormat};
 /// level names them.
 const QUIET_CRATES: [&str; 2] = ["rustify", "vaultrs"];
 
-/// Installs the global subscriber once; later calls are no-ops.
-pub fn init(config: &LogConfig) {
+/// Installs the global subscriber once; later calls are no-ops. Hold the guard until the process is
+/// done logging: dropping it writes out the buffered lines.
+pub fn init(config: &LogConfig) -> FlushGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(filter_directives(&config.level)));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(BufferedStderr);
     let _ = match config.format {
         LogFormat::Json => builder.json().with_current_span(true).with_span_list(true).try_init(),
         LogFormat::Pretty => builder.with_ansi(std::io::stderr().is_terminal()).try_init(),
     };
+    FlushGuard
 }
 
 /// The configured level plus `<crate>=off` for each of [`QUIET_CRATES`] it does not name.

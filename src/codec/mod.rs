@@ -318,11 +318,9 @@ impl Codec {
             // Only KEKs of this namespace's keyring: the payload cannot choose the key.
             let Some(kek) = keys.keyring.kek_for(edk) else { continue };
             let key = cache_key(envelope.suite, edk, &ctx);
-            self.charge_unwrap(namespace, key, budget)?;
             // The wrapped bytes are copied only on a cache miss, when the KMS call really happens.
             let unwrap = async { kek.backend.unwrap(&kek.uri, &WrappedKey(edk.wrapped.clone()), &ctx).await };
-            let unwrapped = self.decrypt_cache.get_or_unwrap(namespace, key, unwrap);
-            let dek = match unwrapped.await {
+            let dek = match self.data_key(namespace, key, budget, unwrap).await? {
                 Ok(dek) => dek,
                 Err(e) if e.is_unavailable() => {
                     last = PayloadFailure::Unavailable { retry_after: retry_after(&e) };
@@ -349,19 +347,27 @@ impl Codec {
         Err(last)
     }
 
-    /// Each distinct data key missing from the cache may cost a KMS call: one request gets a bounded
-    /// number of them (a key tried before in this request is answered by the caches).
-    fn charge_unwrap(
+    /// The data key from the decrypt cache, or from `unwrap` (the KMS). Each distinct data key missing
+    /// from the cache may cost a KMS call, so one request gets a bounded number of them (a key tried
+    /// before in this request is answered by the caches). The outer error is the spent budget.
+    async fn data_key<F>(
         &self,
         namespace: &Namespace,
         key: crate::kms::decrypt_cache::CacheKey,
         budget: &mut RequestBudget,
-    ) -> Result<(), PayloadFailure> {
-        if !budget.attempted.contains(&key) && !self.decrypt_cache.contains(namespace, &key) {
+        unwrap: F,
+    ) -> Result<Result<Arc<DataKey>, Arc<KmsError>>, PayloadFailure>
+    where
+        F: Future<Output = Result<DataKey, KmsError>>,
+    {
+        if let Some(dek) = self.decrypt_cache.cached(namespace, &key).await {
+            return Ok(Ok(dek));
+        }
+        if !budget.attempted.contains(&key) {
             budget.unwraps = budget.unwraps.checked_sub(1).ok_or(PayloadFailure::UnwrapBudgetSpent)?;
             budget.attempted.push(key);
         }
-        Ok(())
+        Ok(self.decrypt_cache.get_or_unwrap(namespace, key, unwrap).await)
     }
 
     /// A Temporal Proxy payload: only with a decrypt-only KEK of this namespace's keyring spelled as the
@@ -384,9 +390,8 @@ impl Codec {
         // The proxy binds no context at the KMS; the unbound context keeps these keys apart in the cache.
         let ctx = KmsContext::unbound(namespace);
         let key = cache_key(proxy::CACHE_SUITE, &edk, &ctx);
-        self.charge_unwrap(namespace, key, budget)?;
         let unwrap = async { kek.backend.unwrap(&kek.uri, &WrappedKey(edk.wrapped.clone()), &ctx).await };
-        let dek = match self.decrypt_cache.get_or_unwrap(namespace, key, unwrap).await {
+        let dek = match self.data_key(namespace, key, budget, unwrap).await? {
             Ok(dek) => dek,
             Err(e) if e.is_unavailable() => return Err(PayloadFailure::Unavailable { retry_after: retry_after(&e) }),
             Err(e) => return Err(PayloadFailure::Kms(e)),

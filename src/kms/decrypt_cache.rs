@@ -91,6 +91,13 @@ impl DecryptCache {
         })
     }
 
+    /// The cached key, if there is one (counted as a hit); on `None` call [`Self::get_or_unwrap`].
+    pub async fn cached(&self, namespace: &Namespace, key: &CacheKey) -> Option<Arc<DataKey>> {
+        let dek = self.namespaces.get(namespace)?.get(key).await?;
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        Some(dek)
+    }
+
     /// The cached key, or the result of `unwrap` (one call however many ask at once). Errors are
     /// returned to every waiter and not cached.
     pub async fn get_or_unwrap<F>(
