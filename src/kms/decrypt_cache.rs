@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use aws_lc_rs::digest::{SHA256, digest};
+use aws_lc_rs::digest::{Context, SHA256};
 
 use super::{DataKey, KmsContext, KmsError};
 use crate::codec::envelope::Edk;
@@ -49,23 +49,25 @@ pub struct DecryptCache {
     misses: AtomicU64,
 }
 
-/// The cache key for an EDK under a context: length-prefixed fields, hashed.
+/// The cache key for an EDK under a context: length-prefixed fields, hashed. The context is its
+/// namespace and whether it is bound (all a `KmsContext` holds), hashed field by field so that no
+/// request builds its canonical JSON or a buffer just to look a key up.
 pub fn cache_key(suite: u16, edk: &Edk, ctx: &KmsContext) -> CacheKey {
-    let ctx_json = ctx.canonical_json();
-    let fields: [&[u8]; 5] = [
+    let fields: [&[u8]; 6] = [
         ctx.namespace().as_str().as_bytes(),
         &suite.to_be_bytes(),
         &[edk.provider as u8],
         edk.kek_ref.as_bytes(),
         &edk.wrapped,
+        &[u8::from(ctx.is_bound())],
     ];
-    let mut input = Vec::with_capacity(64 + edk.wrapped.len() + edk.kek_ref.len() + ctx_json.len());
-    for field in fields.iter().chain(std::iter::once(&ctx_json.as_bytes())) {
-        input.extend_from_slice(&(field.len() as u32).to_be_bytes());
-        input.extend_from_slice(field);
+    let mut hash = Context::new(&SHA256);
+    for field in fields {
+        hash.update(&(field.len() as u32).to_be_bytes());
+        hash.update(field);
     }
     let mut key = [0u8; 32];
-    key.copy_from_slice(digest(&SHA256, &input).as_ref());
+    key.copy_from_slice(hash.finish().as_ref());
     key
 }
 
@@ -171,12 +173,19 @@ mod tests {
         let key_a = cache_key(1, &edk(1), &KmsContext::for_namespace(&a));
         let key_b = cache_key(1, &edk(1), &KmsContext::for_namespace(&ns("b")));
         assert_ne!(key_a, key_b);
+        assert_ne!(key_a, cache_key(1, &edk(1), &KmsContext::unbound(&a)), "proxy keys are kept apart");
+        assert_ne!(key_a, cache_key(2, &edk(1), &KmsContext::for_namespace(&a)), "and suites");
+        assert!(cache.cached(&a, &key_a).await.is_none());
         let failed = cache.get_or_unwrap(&a, key_a, async { Err(KmsError::InvalidCiphertext) }).await;
         assert!(failed.is_err());
         assert!(!cache.contains(&a, &key_a));
         cache.get_or_unwrap(&a, key_a, async { Ok(DataKey::from_bytes([1; 32])) }).await.unwrap();
         assert!(cache.contains(&a, &key_a));
         assert!(!cache.contains(&ns("b"), &key_a));
+        let hits = cache.hits();
+        assert!(cache.cached(&a, &key_a).await.is_some());
+        assert!(cache.cached(&ns("b"), &key_a).await.is_none());
+        assert_eq!(cache.hits(), hits + 1, "a found key counts as a hit");
     }
 
     #[tokio::test]
