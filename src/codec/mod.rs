@@ -242,6 +242,7 @@ impl Codec {
             decompressed: self.max_decompressed_bytes,
             unwraps: self.max_unwraps_per_request,
             attempted: Vec::new(),
+            last_key: None,
         };
         for (index, payload) in payloads.into_iter().enumerate() {
             match self.decode_one(namespace, &keys, &payload, &mut kek_refs, &mut budget).await {
@@ -317,18 +318,30 @@ impl Codec {
         for edk in &envelope.edks {
             // Only KEKs of this namespace's keyring: the payload cannot choose the key.
             let Some(kek) = keys.keyring.kek_for(edk) else { continue };
-            let key = cache_key(envelope.suite, edk, &ctx);
-            // The wrapped bytes are copied only on a cache miss, when the KMS call really happens.
-            let unwrap = async { kek.backend.unwrap(&kek.uri, &WrappedKey(edk.wrapped.clone()), &ctx).await };
-            let dek = match self.data_key(namespace, key, budget, unwrap).await? {
-                Ok(dek) => dek,
-                Err(e) if e.is_unavailable() => {
-                    last = PayloadFailure::Unavailable { retry_after: retry_after(&e) };
-                    continue;
+            let dek = match budget.last_key.as_ref().filter(|last| last.suite == envelope.suite && last.edk == *edk) {
+                Some(last) => {
+                    self.decrypt_cache.count_hit();
+                    last.dek.clone()
                 }
-                Err(e) => {
-                    last = PayloadFailure::Kms(e);
-                    continue;
+                None => {
+                    let key = cache_key(envelope.suite, edk, &ctx);
+                    // The wrapped bytes are copied only on a cache miss, when the KMS call really happens.
+                    let unwrap = async { kek.backend.unwrap(&kek.uri, &WrappedKey(edk.wrapped.clone()), &ctx).await };
+                    match self.data_key(namespace, key, budget, unwrap).await? {
+                        Ok(dek) => {
+                            let last = LastKey { suite: envelope.suite, edk: edk.clone(), dek: dek.clone() };
+                            budget.last_key = Some(last);
+                            dek
+                        }
+                        Err(e) if e.is_unavailable() => {
+                            last = PayloadFailure::Unavailable { retry_after: retry_after(&e) };
+                            continue;
+                        }
+                        Err(e) => {
+                            last = PayloadFailure::Kms(e);
+                            continue;
+                        }
+                    }
                 }
             };
             // A commitment mismatch (the EDKs disagree about the key) fails here: never try another EDK.
@@ -410,6 +423,17 @@ struct RequestBudget {
     unwraps: usize,
     /// Data keys already charged in this request (at most the unwrap budget, so a short list).
     attempted: Vec<crate::kms::decrypt_cache::CacheKey>,
+    /// The data key of the last envelope opened. A request's payloads usually share one (a worker seals
+    /// them with its current key), so the next envelope with the same EDK skips the cache key (a
+    /// SHA-256) and the cache lookups. Compared by value; held only for this request.
+    last_key: Option<LastKey>,
+}
+
+/// An EDK of this request's namespace and the data key it unwrapped to.
+struct LastKey {
+    suite: u16,
+    edk: envelope::Edk,
+    dek: Arc<DataKey>,
 }
 
 /// Envelopes at least this large are opened on the blocking thread pool: AES over megabytes and zstd

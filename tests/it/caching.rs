@@ -73,6 +73,47 @@ async fn max_payloads_of_one_gives_a_fresh_data_key_per_payload() {
 }
 
 #[tokio::test]
+async fn payloads_of_one_request_under_alternating_data_keys_each_open_with_their_own_key() {
+    // One data key per payload, so three keys; the decoder keeps the last key of a request for the
+    // next payload with the same EDK, and must never hand a payload the key of another.
+    let app = TestApp::spawn_with(|c| c.cache.encrypt.max_payloads = 1).await;
+    let plain = [payload(b"\"a\""), payload(b"\"b\""), payload(b"\"c\"")];
+    let sealed = app.encode("default", plain.to_vec()).await;
+    assert_eq!(sealed.iter().map(wrapped_dek).collect::<std::collections::HashSet<_>>().len(), 3);
+    let order = [0, 1, 1, 0, 2, 2, 2, 1, 0];
+    let request: Vec<Payload> = order.iter().map(|&i| sealed[i].clone()).collect();
+    let cache = app.state.codec.decrypt_cache();
+    let (hits, misses, unwraps) = (cache.hits(), cache.misses(), unwrap_calls(&app));
+
+    let decoded = app.decode("default", &request).await;
+    assert_eq!(decoded, order.iter().map(|&i| plain[i].clone()).collect::<Vec<_>>());
+    // Every payload is counted once, as a key found or a key unwrapped; each key is unwrapped once.
+    assert_eq!((cache.hits() - hits) + (cache.misses() - misses), order.len() as u64);
+    assert_eq!(unwrap_calls(&app) - unwraps, cache.misses() - misses);
+    assert!(cache.misses() - misses <= 3);
+
+    // A payload whose EDK matches the last one but whose ciphertext was sealed under another key fails
+    // the tag check: reusing the key by EDK opens nothing it should not.
+    let mut forged = sealed[1].clone();
+    let foreign = envelope::parse(&sealed[0].data).unwrap();
+    let own = envelope::parse(&forged.data).unwrap();
+    assert_ne!(foreign.edks, own.edks);
+    forged.data = splice_edks(&sealed[1].data, &own.edks[0].wrapped, &foreign.edks[0].wrapped);
+    let response = app.post_decode("default", &[sealed[0].clone(), forged]).await;
+    assert_eq!(response.status(), 400);
+    assert_eq!(error_code(response).await, "decode-failed");
+}
+
+/// `data` with the wrapped-key bytes `from` replaced by `to` (same length), as a forger would.
+fn splice_edks(data: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    assert_eq!(from.len(), to.len());
+    let at = data.windows(from.len()).position(|w| w == from).expect("wrapped key in the envelope");
+    let mut out = data.to_vec();
+    out[at..at + from.len()].copy_from_slice(to);
+    out
+}
+
+#[tokio::test]
 async fn the_age_limit_forces_a_new_key_with_time_stepped_not_slept() {
     let app = TestApp::spawn_with(|c| {
         c.cache.encrypt.max_age = Duration::from_secs(300);
