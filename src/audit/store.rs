@@ -37,6 +37,9 @@ macro_rules! with_pool {
     };
 }
 
+/// 16384 pages of 4 KiB: 64 MiB of WAL before a commit checkpoints by itself (SQLite's default is 1000).
+const WAL_AUTOCHECKPOINT_PAGES: &str = "16384";
+
 /// Filters for `audit query`; every field narrows the result.
 #[derive(Clone, Debug, Default)]
 pub struct AuditFilter {
@@ -80,6 +83,9 @@ impl AuditStore {
                 // crash, one fsync per checkpoint instead of per commit.
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
+                // Checkpoints run in the background (`checkpoint`); a commit checkpoints itself only
+                // as a safety net, when the WAL has grown this large.
+                .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)
                 .busy_timeout(acquire_timeout);
             create_private_file(options.get_filename())?;
             let pool = SqlitePoolOptions::new()
@@ -309,6 +315,17 @@ impl AuditStore {
     }
 
     /// Closes every connection.
+    /// SQLite: copies the WAL into the database file (`PASSIVE`: never waits for the writer). Run on its
+    /// own connection, so the `fsync`s of a checkpoint are not inside a commit that fail-closed
+    /// requests wait for (with SQLite's automatic checkpoints they were: p99 6-7 ms instead of 3-5 ms
+    /// at 1x1KiB, docs/performance.md). PostgreSQL checkpoints itself: nothing to do.
+    pub async fn checkpoint(&self) -> Result<(), AuditError> {
+        if let AuditStore::Sqlite(pool) = self {
+            sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(pool).await?;
+        }
+        Ok(())
+    }
+
     pub async fn close(&self) {
         with_pool!(self, pool => pool.close().await);
     }

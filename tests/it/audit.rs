@@ -233,6 +233,24 @@ async fn audit_disabled_writes_nothing() {
 }
 
 #[tokio::test]
+async fn committed_rows_reach_the_database_file_by_a_background_checkpoint() {
+    // Commits no longer checkpoint the SQLite WAL themselves until it holds 64 MiB: a few rows reach
+    // the main database file only through the background checkpoint, within a few of its intervals.
+    let app = TestApp::spawn().await;
+    let sealed = app.encode("ns", vec![payload(b"7")]).await;
+    let id = "checkpoint-marker-7f3a9c";
+    let (status, _) = call(&app, "decode", "ns", id, None, body(&sealed)).await;
+    assert_eq!(status, 200);
+    let file = app.config.data_dir.join("audit.db");
+    let in_file = || std::fs::read(&file).unwrap().windows(id.len()).any(|w| w == id.as_bytes());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !in_file() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(in_file(), "the committed row never reached {} (no checkpoint ran)", file.display());
+}
+
+#[tokio::test]
 async fn a_decode_answers_only_after_its_row_is_committed() {
     // With a one-hour flush interval, only a waiting (fail-closed) decode can make the writer flush:
     // the row must be readable the moment the response arrives.
