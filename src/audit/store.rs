@@ -317,8 +317,8 @@ impl AuditStore {
     /// Closes every connection.
     /// SQLite: copies the WAL into the database file (`PASSIVE`: never waits for the writer). Run on its
     /// own connection, so the `fsync`s of a checkpoint are not inside a commit that fail-closed
-    /// requests wait for (with SQLite's automatic checkpoints they were: p99 6-7 ms instead of 3-5 ms
-    /// at 1x1KiB, docs/performance.md). PostgreSQL checkpoints itself: nothing to do.
+    /// requests wait for (with SQLite's automatic checkpoints they were: p99 6.7-7.5 ms instead of
+    /// 3.3-4.2 ms at 1x1KiB, docs/performance.md). PostgreSQL checkpoints itself: nothing to do.
     pub async fn checkpoint(&self) -> Result<(), AuditError> {
         if let AuditStore::Sqlite(pool) = self {
             sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(pool).await?;
