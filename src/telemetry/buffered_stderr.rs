@@ -3,7 +3,8 @@
 //! The access log writes one INFO line per request; written straight to stderr that was a `write` call
 //! (and, to a file or pipe, a trip through the kernel) on the HTTP worker for every request, about a
 //! tenth of a core at 30k req/s (docs/performance.md). Here INFO and below are appended to a buffer that
-//! a background thread writes out every [`FLUSH_INTERVAL`], or as soon as it holds [`FLUSH_AT`] bytes.
+//! a background thread writes out [`FLUSH_INTERVAL`] after its first line, or as soon as it holds
+//! [`FLUSH_AT`] bytes; with nothing buffered the thread sleeps.
 //!
 //! Nothing is dropped and the order of lines is kept:
 //! - WARN and ERROR lines are written at once, after everything buffered before them, so the lines
@@ -54,7 +55,8 @@ impl Shared {
             if self.buffering && !urgent && pending.len() + line.len() <= CAPACITY {
                 let before = pending.len();
                 pending.extend_from_slice(line);
-                if before < FLUSH_AT && pending.len() >= FLUSH_AT {
+                // Wake the writer for the first line after it went idle, and when the buffer fills.
+                if before == 0 || (before < FLUSH_AT && pending.len() >= FLUSH_AT) {
                     self.wake.notify_one();
                 }
                 return Ok(());
@@ -77,9 +79,13 @@ impl Shared {
         out.flush()
     }
 
-    /// Sleeps until the interval passes or the buffer reaches [`FLUSH_AT`].
+    /// Sleeps while nothing is buffered (no wake-ups on an idle server), then lets lines gather for
+    /// [`FLUSH_INTERVAL`] unless the buffer reaches [`FLUSH_AT`] first.
     fn wait(&self) {
-        let pending = lock(&self.pending);
+        let mut pending = lock(&self.pending);
+        while pending.is_empty() {
+            pending = self.wake.wait(pending).unwrap_or_else(PoisonError::into_inner);
+        }
         if pending.len() < FLUSH_AT {
             let _ = self.wake.wait_timeout(pending, FLUSH_INTERVAL);
         }
@@ -207,6 +213,21 @@ mod tests {
         shared.push(&line, false, &mut out).unwrap();
         assert_eq!(out.len(), (fits + 1) * line.len(), "everything, in order, nothing lost");
         assert!(lock(&shared.pending).is_empty());
+    }
+
+    #[test]
+    fn the_writer_sleeps_while_idle_and_wakes_for_the_first_line() {
+        let shared = Arc::new(shared());
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let waiting = shared.clone();
+        std::thread::spawn(move || {
+            waiting.wait();
+            let _ = done_tx.send(());
+        });
+        let idle = done_rx.recv_timeout(FLUSH_INTERVAL * 5);
+        assert!(idle.is_err(), "the writer must not wake while nothing is buffered");
+        shared.push(b"first\n", false, &mut Vec::new()).unwrap();
+        done_rx.recv_timeout(Duration::from_secs(10)).expect("the first line wakes the writer");
     }
 
     #[test]
