@@ -49,10 +49,12 @@ impl RequestId {
         static SEEDS: OnceLock<[u64; 2]> = OnceLock::new();
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let [prefix, offset] = *SEEDS.get_or_init(|| {
-            let mut bytes = [0u8; 16];
-            crate::codec::random::fill(&mut bytes);
-            let (a, b) = bytes.split_at(8);
-            [u64::from_le_bytes(a.try_into().unwrap_or_default()), u64::from_le_bytes(b.try_into().unwrap_or_default())]
+            let seed = || {
+                let mut bytes = [0u8; 8];
+                crate::codec::random::fill(&mut bytes);
+                u64::from_le_bytes(bytes)
+            };
+            [seed(), seed()]
         });
         let n = COUNTER.fetch_add(1, Ordering::Relaxed).wrapping_add(offset);
         RequestId(format!("{prefix:016x}{:016x}", mix(n)))

@@ -102,7 +102,7 @@ impl Audit {
             kick: kick.clone(),
         };
         let mut tasks = vec![tokio::spawn(writer.run(rx, shutdown_rx.clone()))];
-        if store.kind() == "sqlite" {
+        if matches!(store, AuditStore::Sqlite(_)) {
             tasks.push(tokio::spawn(checkpoint_periodically(store.clone(), stats.clone(), shutdown_rx.clone())));
         }
         if let Some(retention) = config.retention {
@@ -268,7 +268,7 @@ async fn prune_periodically(store: AuditStore, retention: Duration, mut shutdown
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
 
 /// SQLite checkpoints off the commit path (see `AuditStore::checkpoint`). A failure is logged when it
-/// starts and when it ends, not every quarter second; commits still checkpoint by themselves when the
+/// starts and when it ends, not at every retry; commits still checkpoint by themselves when the
 /// WAL grows past its safety limit.
 async fn checkpoint_periodically(store: AuditStore, stats: Arc<AuditStats>, mut shutdown: watch::Receiver<bool>) {
     let mut failing = false;
@@ -291,7 +291,7 @@ async fn checkpoint_periodically(store: AuditStore, stats: Arc<AuditStats>, mut 
             Ok(()) => {}
             Err(error) if !failing => {
                 failing = true;
-                tracing::warn!(%error, "Audit log checkpoint failed; retrying every quarter second.");
+                tracing::warn!(%error, retry_ms = CHECKPOINT_INTERVAL.as_millis(), "Audit log checkpoint failed; retrying.");
             }
             Err(_) => {}
         }

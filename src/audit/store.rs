@@ -314,7 +314,6 @@ impl AuditStore {
         Ok(())
     }
 
-    /// Closes every connection.
     /// SQLite: copies the WAL into the database file (`PASSIVE`: never waits for the writer). Run on its
     /// own connection, so the `fsync`s of a checkpoint are not inside a commit that fail-closed
     /// requests wait for (with SQLite's automatic checkpoints they were: p99 6.7-7.5 ms instead of
@@ -326,6 +325,7 @@ impl AuditStore {
         Ok(())
     }
 
+    /// Closes every connection.
     pub async fn close(&self) {
         with_pool!(self, pool => pool.close().await);
     }

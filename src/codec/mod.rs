@@ -318,30 +318,17 @@ impl Codec {
         for edk in &envelope.edks {
             // Only KEKs of this namespace's keyring: the payload cannot choose the key.
             let Some(kek) = keys.keyring.kek_for(edk) else { continue };
-            let dek = match budget.last_key.as_ref().filter(|last| last.suite == envelope.suite && last.edk == *edk) {
-                Some(last) => {
-                    self.decrypt_cache.count_hit();
-                    last.dek.clone()
+            // The wrapped bytes are copied only on a cache miss, when the KMS call really happens.
+            let unwrap = async { kek.backend.unwrap(&kek.uri, &WrappedKey(edk.wrapped.clone()), &ctx).await };
+            let dek = match self.data_key(namespace, envelope.suite, edk, &ctx, budget, unwrap).await? {
+                Ok(dek) => dek,
+                Err(e) if e.is_unavailable() => {
+                    last = PayloadFailure::Unavailable { retry_after: retry_after(&e) };
+                    continue;
                 }
-                None => {
-                    let key = cache_key(envelope.suite, edk, &ctx);
-                    // The wrapped bytes are copied only on a cache miss, when the KMS call really happens.
-                    let unwrap = async { kek.backend.unwrap(&kek.uri, &WrappedKey(edk.wrapped.clone()), &ctx).await };
-                    match self.data_key(namespace, key, budget, unwrap).await? {
-                        Ok(dek) => {
-                            let last = LastKey { suite: envelope.suite, edk: edk.clone(), dek: dek.clone() };
-                            budget.last_key = Some(last);
-                            dek
-                        }
-                        Err(e) if e.is_unavailable() => {
-                            last = PayloadFailure::Unavailable { retry_after: retry_after(&e) };
-                            continue;
-                        }
-                        Err(e) => {
-                            last = PayloadFailure::Kms(e);
-                            continue;
-                        }
-                    }
+                Err(e) => {
+                    last = PayloadFailure::Kms(e);
+                    continue;
                 }
             };
             // A commitment mismatch (the EDKs disagree about the key) fails here: never try another EDK.
@@ -360,27 +347,45 @@ impl Codec {
         Err(last)
     }
 
-    /// The data key from the decrypt cache, or from `unwrap` (the KMS). Each distinct data key missing
-    /// from the cache may cost a KMS call, so one request gets a bounded number of them (a key tried
-    /// before in this request is answered by the caches). The outer error is the spent budget.
+    /// The data key for `edk`: the request's last one if the EDK is the same (a request's payloads
+    /// usually share one data key, so this skips the cache key's SHA-256 and the lookups), else from
+    /// the decrypt cache, else from `unwrap` (the KMS). Each distinct data key missing from the cache
+    /// may cost a KMS call, so one request gets a bounded number of them (a key tried before in this
+    /// request is answered by the caches). The outer error is the spent budget.
     async fn data_key<F>(
         &self,
         namespace: &Namespace,
-        key: crate::kms::decrypt_cache::CacheKey,
+        suite: u16,
+        edk: &envelope::Edk,
+        ctx: &KmsContext,
         budget: &mut RequestBudget,
         unwrap: F,
     ) -> Result<Result<Arc<DataKey>, Arc<KmsError>>, PayloadFailure>
     where
         F: Future<Output = Result<DataKey, KmsError>>,
     {
-        if let Some(dek) = self.decrypt_cache.cached(namespace, &key).await {
-            return Ok(Ok(dek));
+        let same = |last: &&LastKey| last.suite == suite && last.bound == ctx.is_bound() && last.edk == *edk;
+        if let Some(last) = budget.last_key.as_ref().filter(same) {
+            // Still a payload that needed no unwrap: counted as a cache hit.
+            self.decrypt_cache.count_hit();
+            return Ok(Ok(last.dek.clone()));
         }
-        if !budget.attempted.contains(&key) {
-            budget.unwraps = budget.unwraps.checked_sub(1).ok_or(PayloadFailure::UnwrapBudgetSpent)?;
-            budget.attempted.push(key);
+        let key = cache_key(suite, edk, ctx);
+        let found = match self.decrypt_cache.cached(namespace, &key).await {
+            Some(dek) => Ok(dek),
+            None => {
+                if !budget.attempted.contains(&key) {
+                    budget.unwraps = budget.unwraps.checked_sub(1).ok_or(PayloadFailure::UnwrapBudgetSpent)?;
+                    budget.attempted.push(key);
+                }
+                self.decrypt_cache.get_or_unwrap(namespace, key, unwrap).await
+            }
+        };
+        if let Ok(dek) = &found {
+            let last = LastKey { suite, bound: ctx.is_bound(), edk: edk.clone(), dek: dek.clone() };
+            budget.last_key = Some(last);
         }
-        Ok(self.decrypt_cache.get_or_unwrap(namespace, key, unwrap).await)
+        Ok(found)
     }
 
     /// A Temporal Proxy payload: only with a decrypt-only KEK of this namespace's keyring spelled as the
@@ -402,9 +407,8 @@ impl Codec {
         };
         // The proxy binds no context at the KMS; the unbound context keeps these keys apart in the cache.
         let ctx = KmsContext::unbound(namespace);
-        let key = cache_key(proxy::CACHE_SUITE, &edk, &ctx);
         let unwrap = async { kek.backend.unwrap(&kek.uri, &WrappedKey(edk.wrapped.clone()), &ctx).await };
-        let dek = match self.data_key(namespace, key, budget, unwrap).await? {
+        let dek = match self.data_key(namespace, proxy::CACHE_SUITE, &edk, &ctx, budget, unwrap).await? {
             Ok(dek) => dek,
             Err(e) if e.is_unavailable() => return Err(PayloadFailure::Unavailable { retry_after: retry_after(&e) }),
             Err(e) => return Err(PayloadFailure::Kms(e)),
@@ -423,15 +427,14 @@ struct RequestBudget {
     unwraps: usize,
     /// Data keys already charged in this request (at most the unwrap budget, so a short list).
     attempted: Vec<crate::kms::decrypt_cache::CacheKey>,
-    /// The data key of the last envelope opened. A request's payloads usually share one (a worker seals
-    /// them with its current key), so the next envelope with the same EDK skips the cache key (a
-    /// SHA-256) and the cache lookups. Compared by value; held only for this request.
+    /// The data key last found for this request (see `Codec::data_key`); compared by value.
     last_key: Option<LastKey>,
 }
 
-/// An EDK of this request's namespace and the data key it unwrapped to.
+/// An EDK of this request's namespace, how it was unwrapped, and the data key it unwrapped to.
 struct LastKey {
     suite: u16,
+    bound: bool,
     edk: envelope::Edk,
     dek: Arc<DataKey>,
 }

@@ -301,10 +301,12 @@ impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for BoundedSeq<T> {
 }
 
 /// A JSON object of at most [`MAX_METADATA_ENTRIES`] string values (later duplicates win, as before).
-fn bounded_metadata<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<BTreeMap<String, Text<'de>>>, D::Error> {
+fn bounded_metadata<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<BTreeMap<String, Base64Text<'de>>>, D::Error> {
     struct MetadataVisitor;
     impl<'de> serde::de::Visitor<'de> for MetadataVisitor {
-        type Value = Option<BTreeMap<String, Text<'de>>>;
+        type Value = Option<BTreeMap<String, Base64Text<'de>>>;
 
         fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
             f.write_str("a metadata object")
@@ -317,7 +319,7 @@ fn bounded_metadata<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<BTr
         fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
             let mut entries = BTreeMap::new();
             let mut seen = 0usize;
-            while let Some((key, value)) = map.next_entry::<String, Text<'de>>()? {
+            while let Some((key, value)) = map.next_entry::<String, Base64Text<'de>>()? {
                 seen += 1;
                 if seen > MAX_METADATA_ENTRIES {
                     return Err(serde::de::Error::custom(Bound::Metadata.marker()));
@@ -341,38 +343,10 @@ fn bounded_external<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec
     )
 }
 
-/// A JSON string, borrowed from the request body when it has no escapes (base64 never has), so a
-/// large `data` field is not copied before it is decoded.
-struct Text<'a>(std::borrow::Cow<'a, str>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct TextVisitor;
-        impl<'de> serde::de::Visitor<'de> for TextVisitor {
-            type Value = Text<'de>;
-
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a string")
-            }
-
-            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Text(std::borrow::Cow::Borrowed(v)))
-            }
-
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Text(std::borrow::Cow::Owned(v.to_owned())))
-            }
-
-            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
-                Ok(Text(std::borrow::Cow::Owned(v)))
-            }
-        }
-        d.deserialize_str(TextVisitor)
-    }
-}
-
-/// A JSON string read as its raw bytes: base64 is ASCII, so the bytes need no UTF-8 check (which cost
-/// ~4 % of a 1 MiB decode); anything that is not base64 fails the decoding after.
+/// A base64 field (`data`, metadata values) read as the JSON string's raw bytes, borrowed from the
+/// request body when it has no escapes (base64 never has), so a large `data` field is not copied before
+/// it is decoded. Base64 is ASCII, so the bytes need no UTF-8 check (which cost ~4 % of a 1 MiB
+/// decode); anything that is not base64 fails the decoding after.
 struct Base64Text<'a>(std::borrow::Cow<'a, [u8]>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for Base64Text<'a> {
@@ -408,7 +382,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Base64Text<'a> {
 #[derive(Deserialize)]
 struct RawPayload<'a> {
     #[serde(default, borrow, deserialize_with = "bounded_metadata")]
-    metadata: Option<BTreeMap<String, Text<'a>>>,
+    metadata: Option<BTreeMap<String, Base64Text<'a>>>,
     #[serde(default, borrow)]
     data: Option<Base64Text<'a>>,
     #[serde(default, rename = "externalPayloads", alias = "external_payloads", deserialize_with = "bounded_external")]
@@ -437,7 +411,7 @@ impl RawPayload<'_> {
             .metadata
             .unwrap_or_default()
             .into_iter()
-            .map(|(k, v)| match base64_lenient::decode(v.0.as_bytes()) {
+            .map(|(k, v)| match base64_lenient::decode(&v.0) {
                 Ok(bytes) => Ok((k, bytes)),
                 Err(_) => Err(ProtocolError::InvalidBase64 { index, field: metadata_field_name(&k) }),
             })

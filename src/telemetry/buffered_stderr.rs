@@ -48,8 +48,9 @@ impl Shared {
         Shared { buffering, pending: Mutex::new(Vec::new()), output: Mutex::new(()), wake: Condvar::new() }
     }
 
-    /// Appends `line`, or writes it (after the buffer) when it is urgent or the buffer is full.
-    fn push(&self, line: &[u8], urgent: bool, out: &mut dyn Write) -> io::Result<()> {
+    /// Appends `line`, or writes it (after the buffer) to `out()` when it is urgent or the buffer is
+    /// full; `out` is called only then, so a buffered line takes no stderr lock.
+    fn push<W: Write>(&self, line: &[u8], urgent: bool, out: impl FnOnce() -> W) -> io::Result<()> {
         {
             let mut pending = lock(&self.pending);
             if self.buffering && !urgent && pending.len() + line.len() <= CAPACITY {
@@ -64,14 +65,20 @@ impl Shared {
         }
         let _output = lock(&self.output);
         let buffered = std::mem::take(&mut *lock(&self.pending));
+        let mut out = out();
         out.write_all(&buffered)?;
         out.write_all(line)
     }
 
-    /// Writes out whatever is buffered.
+    /// Writes out whatever is buffered. The emptied buffer keeps room for as much again, so the next
+    /// interval's lines do not grow it step by step.
     fn flush(&self, out: &mut dyn Write) -> io::Result<()> {
         let _output = lock(&self.output);
-        let buffered = std::mem::take(&mut *lock(&self.pending));
+        let buffered = {
+            let mut pending = lock(&self.pending);
+            let room = pending.len();
+            std::mem::replace(&mut *pending, Vec::with_capacity(room))
+        };
         if buffered.is_empty() {
             return Ok(());
         }
@@ -135,7 +142,7 @@ pub struct LineWriter {
 
 impl Write for LineWriter {
     fn write(&mut self, line: &[u8]) -> io::Result<usize> {
-        shared().push(line, self.urgent, &mut io::stderr().lock())?;
+        shared().push(line, self.urgent, || io::stderr().lock())?;
         Ok(line.len())
     }
 
@@ -173,8 +180,8 @@ mod tests {
     fn info_lines_wait_for_the_flush_and_keep_their_order() {
         let shared = shared();
         let mut out = Vec::new();
-        shared.push(b"one\n", false, &mut out).unwrap();
-        shared.push(b"two\n", false, &mut out).unwrap();
+        shared.push(b"one\n", false, || &mut out).unwrap();
+        shared.push(b"two\n", false, || &mut out).unwrap();
         assert!(out.is_empty(), "buffered lines are not written by the request path");
         shared.flush(&mut out).unwrap();
         assert_eq!(out, b"one\ntwo\n");
@@ -186,8 +193,8 @@ mod tests {
     fn an_urgent_line_is_written_at_once_after_the_buffered_ones() {
         let shared = shared();
         let mut out = Vec::new();
-        shared.push(b"info\n", false, &mut out).unwrap();
-        shared.push(b"warn\n", true, &mut out).unwrap();
+        shared.push(b"info\n", false, || &mut out).unwrap();
+        shared.push(b"warn\n", true, || &mut out).unwrap();
         assert_eq!(out, b"info\nwarn\n");
         assert!(lock(&shared.pending).is_empty());
     }
@@ -196,7 +203,7 @@ mod tests {
     fn without_the_background_thread_every_line_is_written_at_once() {
         let shared = Shared::new(false);
         let mut out = Vec::new();
-        shared.push(b"info\n", false, &mut out).unwrap();
+        shared.push(b"info\n", false, || &mut out).unwrap();
         assert_eq!(out, b"info\n");
     }
 
@@ -207,10 +214,10 @@ mod tests {
         let line = vec![b'x'; 1000];
         let fits = CAPACITY / line.len();
         for _ in 0..fits {
-            shared.push(&line, false, &mut out).unwrap();
+            shared.push(&line, false, || &mut out).unwrap();
         }
         assert!(out.is_empty());
-        shared.push(&line, false, &mut out).unwrap();
+        shared.push(&line, false, || &mut out).unwrap();
         assert_eq!(out.len(), (fits + 1) * line.len(), "everything, in order, nothing lost");
         assert!(lock(&shared.pending).is_empty());
     }
@@ -226,7 +233,7 @@ mod tests {
         });
         let idle = done_rx.recv_timeout(FLUSH_INTERVAL * 5);
         assert!(idle.is_err(), "the writer must not wake while nothing is buffered");
-        shared.push(b"first\n", false, &mut Vec::new()).unwrap();
+        shared.push(b"first\n", false, Vec::new).unwrap();
         done_rx.recv_timeout(Duration::from_secs(10)).expect("the first line wakes the writer");
     }
 
