@@ -72,7 +72,10 @@ impl Shared {
 
     /// Writes out whatever is buffered. The emptied buffer keeps room for as much again, so the next
     /// interval's lines do not grow it step by step.
-    fn flush(&self, out: &mut dyn Write) -> io::Result<()> {
+    /// Like [`Self::push`], `out` is called only after the output lock is held: always that lock, then
+    /// stderr's own, in this order, or a direct write and a flush could each hold one and wait for the
+    /// other.
+    fn flush<W: Write>(&self, out: impl FnOnce() -> W) -> io::Result<()> {
         let _output = lock(&self.output);
         let buffered = {
             let mut pending = lock(&self.pending);
@@ -82,6 +85,7 @@ impl Shared {
         if buffered.is_empty() {
             return Ok(());
         }
+        let mut out = out();
         out.write_all(&buffered)?;
         out.flush()
     }
@@ -109,7 +113,7 @@ fn shared() -> &'static Arc<Shared> {
             loop {
                 background.wait();
                 // stderr closed or full: nothing better to do with a log line than to drop it.
-                let _ = background.flush(&mut io::stderr().lock());
+                let _ = background.flush(|| io::stderr().lock());
             }
         });
         match spawned {
@@ -130,7 +134,7 @@ pub struct FlushGuard;
 impl Drop for FlushGuard {
     fn drop(&mut self) {
         if let Some(shared) = SHARED.get() {
-            let _ = shared.flush(&mut io::stderr().lock());
+            let _ = shared.flush(|| io::stderr().lock());
         }
     }
 }
@@ -183,9 +187,9 @@ mod tests {
         shared.push(b"one\n", false, || &mut out).unwrap();
         shared.push(b"two\n", false, || &mut out).unwrap();
         assert!(out.is_empty(), "buffered lines are not written by the request path");
-        shared.flush(&mut out).unwrap();
+        shared.flush(|| &mut out).unwrap();
         assert_eq!(out, b"one\ntwo\n");
-        shared.flush(&mut out).unwrap();
+        shared.flush(|| &mut out).unwrap();
         assert_eq!(out, b"one\ntwo\n", "a second flush writes nothing again");
     }
 
@@ -235,6 +239,45 @@ mod tests {
         assert!(idle.is_err(), "the writer must not wake while nothing is buffered");
         shared.push(b"first\n", false, Vec::new).unwrap();
         done_rx.recv_timeout(Duration::from_secs(10)).expect("the first line wakes the writer");
+    }
+
+    /// Stands in for stderr's own lock.
+    struct Locked<'a>(MutexGuard<'a, Vec<u8>>);
+
+    impl Write for Locked<'_> {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            self.0.write(bytes)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn direct_writes_and_flushes_from_two_threads_take_the_locks_in_one_order() {
+        let shared = Arc::new(shared());
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        for urgent in [true, false] {
+            let (shared, stderr, done) = (shared.clone(), stderr.clone(), done_tx.clone());
+            std::thread::spawn(move || {
+                for _ in 0..20_000 {
+                    if urgent {
+                        shared.push(b"warn\n", true, || Locked(lock(&stderr))).unwrap();
+                    } else {
+                        shared.push(b"info\n", false, || Locked(lock(&stderr))).unwrap();
+                        shared.flush(|| Locked(lock(&stderr))).unwrap();
+                    }
+                }
+                let _ = done.send(());
+            });
+        }
+        for _ in 0..2 {
+            done_rx.recv_timeout(Duration::from_secs(60)).expect("no deadlock between a direct write and a flush");
+        }
+        shared.flush(|| Locked(lock(&stderr))).unwrap();
+        assert_eq!(lock(&stderr).len(), 40_000 * 5, "every line written once");
     }
 
     #[test]
