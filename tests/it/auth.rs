@@ -368,7 +368,15 @@ async fn passthrough_never_covers_a_token_that_fails_verification() {
 #[tokio::test]
 async fn an_unknown_kid_refreshes_the_jwks_once_per_interval_and_rotation_is_picked_up() {
     let jwks = JwksServer::start(&["rsa-1"]);
-    let app = spawn(&jwks).await;
+    // This test is about single-flight refreshes, not fetch timeouts: the one refresh below runs while
+    // 1,000 requests load the server, so on a loaded CI machine the tests' 500 ms fetch timeout could
+    // fail it (and then every waiter gets 401, by design). A generous timeout keeps the test on its subject.
+    let url = jwks.url.clone();
+    let app = TestApp::spawn_with(move |c| {
+        jwt_config(c, &url);
+        c.auth.issuers[0].jwks_timeout = Duration::from_secs(10);
+    })
+    .await;
     assert_eq!(status_with(&app, &token("alice@example.com")).await, 200);
     assert_eq!(jwks.fetches(), 1);
 
