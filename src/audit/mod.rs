@@ -13,6 +13,7 @@ pub mod event;
 pub mod stats;
 pub mod store;
 mod writer;
+mod writer_thread;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -88,8 +89,16 @@ impl Audit {
         let (tx, rx) = mpsc::channel(config.queue_capacity);
         let kick = Arc::new(Notify::new());
         let (shutdown, shutdown_rx) = watch::channel(false);
+        // The writer has its own thread (see `writer_thread`) and its own connection, so its commits do
+        // not rotate through the pool's connections with the checkpoint, `/readyz` and queries (each
+        // SQLite connection keeps its own page cache). The pool is created in the writer's runtime.
+        let runtime = writer_thread::runtime().map_err(|e| AuditError::Config(format!("audit writer: {e}")))?;
+        let writer_store = {
+            let _in_writer_runtime = runtime.enter();
+            AuditStore::connect(database_url, 1, config.write_timeout)?
+        };
         let writer = Writer {
-            store: store.clone(),
+            store: writer_store,
             settings: WriterSettings {
                 batch_size: config.batch_size,
                 flush_interval: config.flush_interval,
@@ -101,7 +110,9 @@ impl Audit {
             retry: VecDeque::new(),
             kick: kick.clone(),
         };
-        let mut tasks = vec![tokio::spawn(writer.run(rx, shutdown_rx.clone()))];
+        let writer = writer_thread::spawn("audit-writer", runtime, writer.run(rx, shutdown_rx.clone()))
+            .map_err(|e| AuditError::Config(format!("audit writer: {e}")))?;
+        let mut tasks = vec![writer];
         if matches!(store, AuditStore::Sqlite(_)) {
             tasks.push(tokio::spawn(checkpoint_periodically(store.clone(), stats.clone(), shutdown_rx.clone())));
         }
@@ -243,6 +254,8 @@ impl Audit {
         for task in tasks {
             let _ = task.await;
         }
+        // The writer closed its own connection; this closes the shared pool's.
+        inner.store.close().await;
     }
 }
 

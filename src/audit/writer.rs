@@ -61,7 +61,9 @@ impl Writer {
     pub async fn run(mut self, mut rx: mpsc::Receiver<Queued>, mut shutdown: watch::Receiver<bool>) {
         let mut backoff = Duration::from_millis(100);
         loop {
-            if *shutdown.borrow() {
+            // Shutdown, or the `Audit` was dropped without one (its sender is gone): a writer on its
+            // own thread must not outlive it, and `changed()` would return at once from then on.
+            if *shutdown.borrow() || shutdown.has_changed().is_err() {
                 break;
             }
             if !self.healthy.load(Ordering::Acquire) || !self.retry.is_empty() {
