@@ -249,3 +249,39 @@ pub(super) fn mark_unavailable(event: &mut AuditEvent) {
     event.http_status = 503;
     event.reason = Some("audit-unavailable".into());
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn writer(dir: &std::path::Path) -> Writer {
+        let url = format!("sqlite://{}", dir.join("audit.db").display());
+        Writer {
+            store: AuditStore::connect(&url, 1, Duration::from_secs(2)).unwrap(),
+            settings: WriterSettings {
+                batch_size: 16,
+                flush_interval: Duration::from_secs(3600),
+                write_timeout: Duration::from_secs(2),
+                retry_capacity: 16,
+            },
+            stats: Arc::default(),
+            healthy: Arc::new(AtomicBool::new(true)),
+            retry: VecDeque::new(),
+            kick: Arc::new(Notify::new()),
+        }
+    }
+
+    /// On its own thread the writer outlives the runtime of whoever dropped the `Audit`; it must notice
+    /// that its shutdown sender is gone instead of spinning on `changed()` (which then returns at once).
+    #[tokio::test]
+    async fn the_writer_ends_when_the_audit_is_dropped_without_a_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, rx) = mpsc::channel::<Queued>(16);
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let run = tokio::spawn(writer(dir.path()).run(rx, shutdown_rx));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop((tx, shutdown));
+        let ended = tokio::time::timeout(Duration::from_secs(5), run).await;
+        assert!(matches!(ended, Ok(Ok(()))), "the writer kept running after its Audit was dropped");
+    }
+}

@@ -33,7 +33,8 @@ pub struct AuditConfig {
     pub write_timeout: Duration,
     /// Apply pending migrations at start (otherwise run `codec-server migrate` first).
     pub migrate_on_start: bool,
-    /// Database connections per replica.
+    /// Database connections per replica for `/readyz`, checkpoints, pruning and queries; the writer
+    /// holds one more of its own (so a replica opens up to `max_connections + 1`).
     pub max_connections: u32,
     /// Delete events older than this, checked hourly; unset keeps everything.
     #[serde(with = "humantime_serde")]
