@@ -18,8 +18,11 @@
 #              every field, answer; no crypto — the HTTP + JSON + base64 limit of a simple implementation
 # Prints one markdown table (req/s, payloads/s, MB/s of plaintext, p50/p99, peak RSS = VmHWM).
 #
-# Usage: bash scripts/bench.sh [--quick] [--debug] [--no-build]
+# Usage: bash scripts/bench.sh [--quick] [--ratios] [--debug] [--no-build]
 #   --quick     1 s per run, one round (a smoke check; numbers mean little)
+#   --ratios    only the runs the targets' ratios compare (1x1KiB: dev, audit off, PostgreSQL, echo;
+#               20x1KiB: audit off, echo), 4 s each, 5 rounds: on a noisy machine the same binary moves
+#               by ±20 % between minutes, so ratios are taken within each round and their median printed
 #   --debug     use the debug build (numbers mean nothing; for checking the script)
 #   --no-build  use the binaries already in the target directory
 # Environment: CARGO_TARGET_DIR, TS_SAMPLE_DIR, PG_BIN (PostgreSQL's bin directory), BENCH_SECONDS, BENCH_ROUNDS, BENCH_PORT (base port,
@@ -34,9 +37,12 @@ secs="${BENCH_SECONDS:-8}"
 rounds="${BENCH_ROUNDS:-2}"
 profile=release
 build=1
+ratios_only=0
+quick=0
 for arg in "$@"; do
     case "$arg" in
-    --quick) secs=1 rounds=1 ;;
+    --quick) quick=1 ;;
+    --ratios) ratios_only=1 ;;
     --debug) profile=debug ;;
     --no-build) build=0 ;;
     -h | --help)
@@ -56,6 +62,11 @@ EOF
         ;;
     esac
 done
+if [[ "$quick" == 1 ]]; then
+    secs=1 rounds=1
+elif [[ "$ratios_only" == 1 ]]; then
+    secs="${BENCH_SECONDS:-4}" rounds="${BENCH_ROUNDS:-5}"
+fi
 
 # ---------------------------------------------------------------- tools and binaries
 if ! command -v wrk >/dev/null; then
@@ -117,6 +128,12 @@ if [[ "$have_legacy" == 1 ]]; then
     fi
 fi
 for w in "${workloads[@]}"; do plan+=("echo echo $w"); done
+if [[ "$ratios_only" == 1 ]]; then
+    # Close together in each round: the pairs whose ratios the targets name.
+    plan=("dev decode 1x1KiB" "audit-off decode 1x1KiB" "echo echo 1x1KiB" "audit-off encode 1x1KiB")
+    [[ "$have_pg" == 1 ]] && plan+=("postgres decode 1x1KiB")
+    plan+=("audit-off decode 20x1KiB" "echo echo 20x1KiB")
+fi
 estimate=$(((${#plan[@]} * rounds) * (secs + 2) + 10))
 label="$profile build"
 [[ "$profile" == debug ]] && label="DEBUG build: these numbers mean nothing"
@@ -461,6 +478,27 @@ for (config, op, w), runs in rows.items():
           f"{rng(p50, lambda v: f'{v:.2f}')} | {rng(p99, lambda v: f'{v:.2f}')} | {rss:.0f} | {errors} |")
 print()
 print("MB/s: plaintext payload data (10^6 bytes) per second. Peak RSS: VmHWM of the server process.")
+
+# Ratios taken within each round (runs seconds apart), then their median: steadier than ratios of ranges.
+pairs = [(("dev", "decode", "1x1KiB"), ("audit-off", "decode", "1x1KiB"), "1x1KiB decode: audit on (SQLite) / audit off", 70),
+         (("postgres", "decode", "1x1KiB"), ("audit-off", "decode", "1x1KiB"), "1x1KiB decode: audit on (PostgreSQL) / audit off", 70),
+         (("audit-off", "decode", "1x1KiB"), ("echo", "echo", "1x1KiB"), "1x1KiB decode, audit off / echo", 70),
+         (("audit-off", "encode", "1x1KiB"), ("echo", "echo", "1x1KiB"), "1x1KiB encode, audit off / echo", 70),
+         (("audit-off", "decode", "20x1KiB"), ("echo", "echo", "20x1KiB"), "20x1KiB payloads/s, audit off / echo", 85)]
+def per_round(key):
+    return {r[0]: int(r[2]) / (int(r[3]) / 1e6) for r in rows.get(key, []) if r[1] == "ok" and int(r[2]) > 0}
+lines = []
+for num, den, what, target in pairs:
+    a, b = per_round(num), per_round(den)
+    ratios = [100 * a[r] / b[r] for r in sorted(set(a) & set(b), key=int)]
+    if ratios:
+        median = sorted(ratios)[len(ratios) // 2] if len(ratios) % 2 else sum(sorted(ratios)[len(ratios) // 2 - 1:len(ratios) // 2 + 1]) / 2
+        lines.append(f"| {what} | {' / '.join(f'{x:.0f} %' for x in ratios)} | **{median:.0f} %** | {target} % |")
+if lines:
+    print()
+    print("| ratio, paired by round | each round | median | target |")
+    print("|---|---|---|---|")
+    print("\n".join(lines))
 PY
 )
 echo
