@@ -435,7 +435,7 @@ elapsed=$(($(date +%s) - started))
 cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 machine="$(nproc) CPUs ($cpu), load average $(cut -d' ' -f1-3 /proc/loadavg) at the end"
 table=$(python3 - "$results" "$label" "$secs" "$rounds" "$elapsed" "$machine" <<'PY'
-import collections, sys
+import collections, statistics, sys
 path, label, secs, rounds, elapsed, machine = sys.argv[1:7]
 sizes = {"1x1KiB": (1, 1024), "20x1KiB": (20, 1024), "1x256KiB": (1, 256 << 10), "1x1MiB": (1, 1 << 20)}
 names = {"dev": "ours, dev default (audit on)", "audit-off": "ours, audit off",
@@ -447,6 +447,9 @@ rows = collections.OrderedDict()
 for line in open(path):
     f = line.split()
     rows.setdefault((f[0], f[1], f[2]), []).append(f[3:])
+
+def rate(run):  # req/s of one run: requests over its duration in microseconds
+    return int(run[2]) / (int(run[3]) / 1e6)
 
 def rng(values, fmt):
     lo, hi = min(values), max(values)
@@ -467,7 +470,7 @@ for (config, op, w), runs in rows.items():
                                 for r in runs}))
         print(f"| {name} | {op} | {w} | {why} | | | | | | |")
         continue
-    rps = [int(r[2]) / (int(r[3]) / 1e6) for r in ok]
+    rps = [rate(r) for r in ok]
     p50 = [int(r[4]) / 1000 for r in ok]
     p99 = [int(r[5]) / 1000 for r in ok]
     errors = sum(int(r[6]) + int(r[7]) for r in ok)
@@ -486,14 +489,14 @@ pairs = [(("dev", "decode", "1x1KiB"), ("audit-off", "decode", "1x1KiB"), "1x1Ki
          (("audit-off", "encode", "1x1KiB"), ("echo", "echo", "1x1KiB"), "1x1KiB encode, audit off / echo", 70),
          (("audit-off", "decode", "20x1KiB"), ("echo", "echo", "20x1KiB"), "20x1KiB payloads/s, audit off / echo", 85)]
 def per_round(key):
-    return {r[0]: int(r[2]) / (int(r[3]) / 1e6) for r in rows.get(key, []) if r[1] == "ok" and int(r[2]) > 0}
+    return {r[0]: rate(r) for r in rows.get(key, []) if r[1] == "ok" and int(r[2]) > 0}
 lines = []
 for num, den, what, target in pairs:
     a, b = per_round(num), per_round(den)
     ratios = [100 * a[r] / b[r] for r in sorted(set(a) & set(b), key=int)]
     if ratios:
-        median = sorted(ratios)[len(ratios) // 2] if len(ratios) % 2 else sum(sorted(ratios)[len(ratios) // 2 - 1:len(ratios) // 2 + 1]) / 2
-        lines.append(f"| {what} | {' / '.join(f'{x:.0f} %' for x in ratios)} | **{median:.0f} %** | {target} % |")
+        each = " / ".join(f"{x:.0f} %" for x in ratios)
+        lines.append(f"| {what} | {each} | **{statistics.median(ratios):.0f} %** | {target} % |")
 if lines:
     print()
     print("| ratio, paired by round | each round | median | target |")

@@ -368,6 +368,7 @@ fn insert_sql(rows: usize, placeholders: Placeholders) -> String {
     sql
 }
 
+/// Appends `n` in decimal without `fmt` (see `insert_sql`).
 fn push_decimal(out: &mut String, mut n: usize) {
     let mut digits = [b'0'; 20];
     let mut start = digits.len();
