@@ -1,5 +1,6 @@
 //! Logging setup: pretty or JSON lines on stderr; `RUST_LOG` overrides the configured level. INFO lines
-//! and below reach stderr through a buffer written by a background thread (`buffered_stderr`).
+//! and below reach stderr through a buffer written by a background thread (`buffered_stderr`). The
+//! access line is formatted by `access_line`, not by the `fmt` layer, because it is the busiest line.
 //!
 //! Every line written while a request is served sits in that request's `request` span (see
 //! `request_id`), so it carries `request_id`: the pretty format prints it as `request{request_id=…}:`,
@@ -10,6 +11,7 @@ use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
+pub mod access_line;
 mod buffered_stderr;
 
 use buffered_stderr::BufferedStderr;
@@ -28,10 +30,14 @@ const QUIET_CRATES: [&str; 2] = ["rustify", "vaultrs"];
 pub fn init(config: &LogConfig) -> FlushGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(filter_directives(&config.level)));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(BufferedStderr);
-    let _ = match config.format {
+    let ansi = std::io::stderr().is_terminal();
+    let installed = match config.format {
         LogFormat::Json => builder.json().with_current_span(true).with_span_list(true).try_init(),
-        LogFormat::Pretty => builder.with_ansi(std::io::stderr().is_terminal()).try_init(),
+        LogFormat::Pretty => builder.with_ansi(ansi).try_init(),
     };
+    if installed.is_ok() {
+        access_line::set_style(access_line::Style { format: config.format, ansi });
+    }
     FlushGuard
 }
 

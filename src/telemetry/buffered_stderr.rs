@@ -139,6 +139,13 @@ impl Drop for FlushGuard {
     }
 }
 
+/// Writes one whole line formatted outside the `fmt` layer (the access line), buffered like the
+/// layer's lines of the same level.
+pub(super) fn write_line(line: &[u8], level: &Level) {
+    // stderr closed or full: nothing better to do with a log line than to drop it.
+    let _ = shared().push(line, urgent(level), || io::stderr().lock());
+}
+
 /// One formatted line on its way out (the formatter hands over each line in one `write_all`).
 pub struct LineWriter {
     urgent: bool,
