@@ -100,6 +100,27 @@ impl AuditEvent {
         }
     }
 
+    /// An empty event for a server whose audit log is off (it is passed along and dropped).
+    pub fn unrecorded() -> Self {
+        AuditEvent {
+            time_ms: 0,
+            request_id: String::new(),
+            email: None,
+            subject: None,
+            issuer: None,
+            namespace: String::new(),
+            operation: String::new(),
+            payload_count: 0,
+            decoded_count: 0,
+            kek_refs: String::new(),
+            outcome: Outcome::Failed,
+            reason: None,
+            http_status: 500,
+            client_addr: None,
+            user_agent: None,
+        }
+    }
+
     /// Records how many payloads the request carried (known once its body is read).
     pub fn payload_count(&mut self, count: usize) -> &mut Self {
         self.payload_count = i64::try_from(count).unwrap_or(i64::MAX);

@@ -10,8 +10,12 @@ use crate::protocol::body::InFlight;
 use crate::state::AppState;
 
 /// The event for this request, before the decision. The payload count is 0 until the body is read,
-/// which happens only for authorized callers; a refused request's row says 0.
+/// which happens only for authorized callers; a refused request's row says 0. With the audit log off
+/// nothing will be written, so nothing is gathered (the client address, the id and names are copies).
 pub fn begin_event(req: &HttpRequest, request: &CodecRequest, state: &AppState) -> AuditEvent {
+    if !state.audit.enabled() {
+        return AuditEvent::unrecorded();
+    }
     let proxies = &state.protocol.trusted_proxies;
     AuditEvent::begin(req, &request.namespace, request.op, state.clock.unix_millis(), proxies)
 }
