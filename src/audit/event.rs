@@ -84,23 +84,16 @@ impl AuditEvent {
         AuditEvent {
             time_ms: unix_ms,
             request_id: RequestId::of(req).as_str().to_owned(),
-            email: None,
-            subject: None,
-            issuer: None,
             namespace: namespace.to_string(),
             operation: op.as_str().to_owned(),
-            payload_count: 0,
-            decoded_count: 0,
-            kek_refs: String::new(),
-            outcome: Outcome::Failed,
-            reason: None,
-            http_status: 500,
             client_addr: proxies.client_ip(req.peer_addr().map(|a| a.ip()), req.headers()).map(|ip| ip.to_string()),
             user_agent,
+            ..AuditEvent::unrecorded()
         }
     }
 
-    /// An empty event for a server whose audit log is off (it is passed along and dropped).
+    /// An empty event: what a server whose audit log is off passes along (and drops), and the fields
+    /// [`Self::begin`] leaves to be filled in later.
     pub fn unrecorded() -> Self {
         AuditEvent {
             time_ms: 0,
