@@ -102,6 +102,13 @@ impl AuditConfig {
                     "audit.database_url must start with sqlite:// (a file) or postgres:// (e.g. postgres://user@host/db)"
                 );
             }
+            // Every connection to an in-memory SQLite database opens a database of its own: the writer's
+            // rows would be invisible to `/readyz`, the CLI and pruning, and gone at exit.
+            if url.starts_with("sqlite:") && (url.contains(":memory:") || url.contains("mode=memory")) {
+                anyhow::bail!(
+                    "audit.database_url must name a file: an in-memory SQLite database is one per connection and lost at exit (e.g. sqlite:///var/lib/codec-server/audit.db)"
+                );
+            }
         }
         Ok(())
     }
@@ -132,7 +139,8 @@ pub fn with_ca_file(url: &str, ca_file: Option<&std::path::Path>) -> String {
 mod tests {
     use std::path::Path;
 
-    use super::with_ca_file;
+    use super::{AuditConfig, with_ca_file};
+    use crate::secret::Secret;
 
     #[test]
     fn a_ca_file_is_added_to_postgres_urls_with_verify_full_unless_a_mode_is_named() {
@@ -147,5 +155,16 @@ mod tests {
         );
         assert_eq!(with_ca_file("sqlite:///x/audit.db", ca), "sqlite:///x/audit.db");
         assert_eq!(with_ca_file("postgres://u@h/db", None), "postgres://u@h/db");
+    }
+
+    #[test]
+    fn an_in_memory_sqlite_audit_database_is_refused() {
+        let with_url = |url: &str| AuditConfig { database_url: Some(Secret::new(url)), ..AuditConfig::default() };
+        for url in ["sqlite::memory:", "sqlite://:memory:", "sqlite://audit?mode=memory&cache=shared"] {
+            let error = with_url(url).validate().unwrap_err().to_string();
+            assert!(error.contains("in-memory"), "{url}: {error}");
+        }
+        assert!(with_url("sqlite:///var/lib/codec-server/audit.db").validate().is_ok());
+        assert!(with_url("postgres://u@h/db").validate().is_ok());
     }
 }
