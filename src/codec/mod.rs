@@ -339,7 +339,8 @@ impl Codec {
             } else {
                 open_payload(&envelope, &dek, namespace.as_str(), &mut budget.decompressed)
             };
-            if opened.is_ok() {
+            // Most payloads of a request share a KEK: copy its name only the first time.
+            if opened.is_ok() && !kek_refs.contains(&edk.kek_ref) {
                 kek_refs.insert(edk.kek_ref.clone());
             }
             return opened;

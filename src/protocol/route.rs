@@ -57,29 +57,39 @@ impl CodecPath {
     /// (the path carries a prefix or nothing in front of the operation) or exactly the header's bytes,
     /// so the namespace that follows is always the header's.
     pub fn resolve(path: &str, prefix: &str, namespace_header: Option<&[u8]>) -> Option<CodecPath> {
-        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-        let (last, before) = segments.split_last()?;
-        let op = match *last {
+        let mut from_end = segments(path).rev();
+        let op = match from_end.next()? {
             "encode" => CodecOp::Encode,
             "decode" => CodecOp::Decode,
             "download" => CodecOp::Download,
             _ => return None,
         };
-        let prefix: Vec<&str> = prefix.split('/').filter(|s| !s.is_empty()).collect();
-        let namespace_segment = if prefix.is_empty() {
+        let prefix_len = segments(prefix).count();
+        let namespace_segment = if prefix_len == 0 {
+            let before_op = from_end.next();
             match namespace_header {
-                Some(header) => before.last().filter(|segment| segment.as_bytes() == header),
-                None => before.last(),
+                Some(header) => before_op.filter(|segment| segment.as_bytes() == header),
+                None => before_op,
             }
         } else {
-            match before.strip_prefix(prefix.as_slice()).unwrap_or(before) {
-                [] => None,
-                [ns] => Some(ns),
+            // The segments in front of the operation, without the prefix when they start with it.
+            let in_front = from_end.count();
+            let prefixed = in_front >= prefix_len && segments(path).zip(segments(prefix)).all(|(a, b)| a == b);
+            let mut rest = segments(path).take(in_front).skip(if prefixed { prefix_len } else { 0 });
+            match (rest.next(), rest.next()) {
+                (None, _) => None,
+                (Some(ns), None) => Some(ns),
                 _ => return None,
             }
         };
-        Some(CodecPath { op, namespace_segment: namespace_segment.map(|s| (*s).to_owned()) })
+        Some(CodecPath { op, namespace_segment: namespace_segment.map(str::to_owned) })
     }
+}
+
+/// The non-empty segments of a path. Iterators, not vectors: paths are resolved twice per request
+/// (routing and metrics).
+fn segments(text: &str) -> impl DoubleEndedIterator<Item = &str> {
+    text.split('/').filter(|s| !s.is_empty())
 }
 
 #[cfg(test)]
