@@ -15,6 +15,7 @@ pub mod codec;
 pub mod config;
 pub mod connection;
 pub mod cors;
+pub mod decimal;
 pub mod error;
 pub mod glob;
 pub mod kms;

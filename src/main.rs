@@ -4,7 +4,7 @@
 //! a Rust stack trace, whatever `RUST_BACKTRACE` says: operators read this, not developers.
 //!
 //! The binary allocates with mimalloc: glibc's `malloc`/`free` were ~17 % of a 1 KiB request's
-//! instructions, and mimalloc took 8 % more requests per second on one core (docs/performance.md, with
+//! instructions, and mimalloc took 6-12 % more requests per second on one core at 1 KiB (docs/performance.md, with
 //! the memory it costs).
 
 use std::process::ExitCode;

@@ -344,7 +344,7 @@ fn insert_sql(rows: usize, placeholders: Placeholders) -> String {
     sql.push_str("INSERT INTO audit_events (");
     sql.push_str(COLUMNS);
     sql.push_str(") VALUES ");
-    let mut n: usize = 0;
+    let mut n: u64 = 0;
     for row in 0..rows {
         if row > 0 {
             sql.push_str(", ");
@@ -359,28 +359,13 @@ fn insert_sql(rows: usize, placeholders: Placeholders) -> String {
                 Placeholders::Question => sql.push('?'),
                 Placeholders::Numbered => {
                     sql.push('$');
-                    push_decimal(&mut sql, n);
+                    crate::decimal::push(&mut sql, n, 1);
                 }
             }
         }
         sql.push(')');
     }
     sql
-}
-
-/// Appends `n` in decimal without `fmt` (see `insert_sql`).
-fn push_decimal(out: &mut String, mut n: usize) {
-    let mut digits = [b'0'; 20];
-    let mut start = digits.len();
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    digits[start..].iter().for_each(|d| out.push(char::from(*d)));
 }
 
 /// The bind values of `events`, row after row, in the order of `COLUMNS`.

@@ -18,6 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tracing::Level;
 
 use crate::config::LogFormat;
+use crate::decimal;
 
 /// The target the line is written under, as the `fmt` layer would name it.
 const TARGET: &str = "codec_server::request_id";
@@ -71,7 +72,7 @@ fn json(line: &mut String, a: &Access<'_>, now: SystemTime) {
     line.push_str(",\"path\":");
     quoted(line, a.path, true);
     line.push_str(",\"status\":");
-    decimal(line, u64::from(a.status), 1);
+    decimal::push(line, u64::from(a.status), 1);
     line.push_str(",\"latency_ms\":");
     latency_ms(line, a.latency);
     line.push_str("},\"target\":\"");
@@ -123,7 +124,7 @@ fn pretty(line: &mut String, a: &Access<'_>, now: SystemTime, ansi: bool) {
     line.push_str(" path=");
     line.push_str(a.path);
     line.push_str(" status=");
-    decimal(line, u64::from(a.status), 1);
+    decimal::push(line, u64::from(a.status), 1);
     line.push_str(" latency_ms=");
     latency_ms(line, a.latency);
     line.push('\n');
@@ -132,22 +133,9 @@ fn pretty(line: &mut String, a: &Access<'_>, now: SystemTime, ansi: bool) {
 /// Milliseconds with three decimals (microseconds).
 fn latency_ms(line: &mut String, latency: Duration) {
     let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-    decimal(line, micros / 1000, 1);
+    decimal::push(line, micros / 1000, 1);
     line.push('.');
-    decimal(line, micros % 1000, 3);
-}
-
-/// `value` in decimal, zero-padded to `width` digits. By hand: `fmt` made this line cost twice as much.
-fn decimal(line: &mut String, mut value: u64, width: usize) {
-    let mut digits = [b'0'; 20];
-    let mut start = digits.len();
-    while value > 0 || digits.len() - start < width {
-        start -= 1;
-        digits[start] = b'0' + (value % 10) as u8;
-        value /= 10;
-    }
-    // Only ASCII digits were written.
-    line.push_str(std::str::from_utf8(&digits[start..]).unwrap_or_default());
+    decimal::push(line, micros % 1000, 3);
 }
 
 /// `text` in double quotes, escaped as JSON or as `Debug` does. Ids, methods and paths are plain ASCII
@@ -187,13 +175,13 @@ fn timestamp(line: &mut String, now: SystemTime) {
                 (of_day / 60 % 60, 2, ':'),
                 (of_day % 60, 2, '.'),
             ] {
-                decimal(text, value, width);
+                decimal::push(text, value, width);
                 text.push(then);
             }
         }
         line.push_str(text);
     });
-    decimal(line, u64::from(since.subsec_micros()), 6);
+    decimal::push(line, u64::from(since.subsec_micros()), 6);
     line.push('Z');
 }
 
