@@ -44,7 +44,7 @@ fn order_json(n: usize) -> Vec<u8> {
 fn payload(data: Vec<u8>) -> Payload {
     Payload {
         metadata: BTreeMap::from([("encoding".to_owned(), b"json/plain".to_vec())]),
-        data,
+        data: data.into(),
         external_payloads: Vec::new(),
     }
 }
@@ -133,11 +133,11 @@ fn bench_protobuf(c: &mut Criterion) {
     let mut group = c.benchmark_group("protobuf Payload");
     for (name, data) in [("1 KiB", order_json(0)), ("1 MiB", vec![b'x'; 1 << 20])] {
         let payload = payload(data);
-        let bytes = payload.encode_to_vec();
+        let bytes = bytes::Bytes::from(payload.encode_to_vec());
         group.throughput(Throughput::Bytes(bytes.len() as u64));
         group.bench_function(format!("encode {name}"), |b| b.iter(|| black_box(&payload).encode_to_vec()));
         group.bench_function(format!("decode {name}"), |b| {
-            b.iter(|| Payload::decode_bounded(black_box(&bytes)).expect("decode"))
+            b.iter(|| Payload::decode_bounded(black_box(bytes.clone())).expect("decode"))
         });
     }
     group.finish();

@@ -56,7 +56,7 @@ impl PayloadJson {
     fn to_payload(&self) -> Payload {
         Payload {
             metadata: self.metadata.iter().map(|(k, v)| (k.clone(), v.as_bytes().to_vec())).collect(),
-            data: self.data.as_bytes().to_vec(),
+            data: self.data.as_bytes().to_vec().into(),
             external_payloads: self
                 .external_payload_sizes
                 .iter()

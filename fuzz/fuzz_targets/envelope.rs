@@ -71,7 +71,7 @@ fn parse_and_open(data: &[u8]) {
             } else {
                 plain
             };
-            let _ = Payload::decode_bounded(&inner);
+            let _ = Payload::decode_bounded(inner.into());
             // The AAD binds the request's namespace: another namespace never opens it.
             assert_eq!(env.open(&dek, "fuzz-other-namespace").unwrap_err(), EnvelopeError::Open);
         }

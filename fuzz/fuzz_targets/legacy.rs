@@ -21,6 +21,7 @@ use codec_server::kms::DataKey;
 use codec_server::protocol::{Namespace, Payload};
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
+use prost::bytes::Bytes;
 
 const LEGACY_KEY: [u8; 32] = [0x5a; 32];
 const LEGACY_KEY_ID: &str = "fuzz-key";
@@ -44,7 +45,7 @@ fn namespace() -> Namespace {
 }
 
 fn legacy_payload(data: Vec<u8>) -> Payload {
-    let mut p = Payload { data, ..Payload::default() };
+    let mut p = Payload { data: data.into(), ..Payload::default() };
     p.metadata.insert("encoding".into(), LEGACY_ENCODING.as_bytes().to_vec());
     p.metadata.insert(KEY_ID_METADATA.into(), LEGACY_KEY_ID.as_bytes().to_vec());
     p
@@ -87,7 +88,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else { return };
     match mode {
         0 => {
-            if let Ok(payload) = Payload::decode_bounded(rest) {
+            if let Ok(payload) = Payload::decode_bounded(Bytes::copy_from_slice(rest)) {
                 decode_legacy(&payload);
                 let _ = proxy::is_proxy_payload(&payload);
                 let _ = proxy::wrapped_dek(&payload);
@@ -98,7 +99,7 @@ fuzz_target!(|data: &[u8]| {
             decode_legacy(&payload);
             let mut budget = BUDGET;
             let direct = keys().decode(&payload, &namespace(), &mut budget);
-            if Payload::decode_bounded(rest).is_err() {
+            if Payload::decode_bounded(Bytes::copy_from_slice(rest)).is_err() {
                 assert_eq!(direct, Err(LegacyError::NotAPayload));
             }
         }
@@ -109,9 +110,9 @@ fuzz_target!(|data: &[u8]| {
             let dek = DataKey::from_bytes(PROXY_DEK);
             let plain = proxy::open(&dek, &sealed(&PROXY_DEK, rest)).expect("open what we sealed");
             assert_eq!(plain, rest);
-            if let Ok(inner) = Payload::decode_bounded(&plain) {
+            if let Ok(inner) = Payload::decode_bounded(plain.into()) {
                 // Re-encoding a decoded Payload decodes to the same Payload.
-                assert_eq!(Payload::decode_bounded(&inner.encode_to_vec()).as_ref(), Ok(&inner));
+                assert_eq!(Payload::decode_bounded(inner.encode_to_vec().into()).as_ref(), Ok(&inner));
             }
         }
         _ => {

@@ -9,6 +9,7 @@ use codec_server::protocol::payloads::{MAX_EXTERNAL_PAYLOADS, MAX_METADATA_ENTRI
 use codec_server::protocol::{Payload, Payloads};
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
+use prost::bytes::Bytes;
 
 /// A small payload bound, so the bound's own error path is reached too.
 const MAX_PAYLOADS: usize = 8;
@@ -24,9 +25,9 @@ fuzz_target!(|data: &[u8]| {
         let again = Payloads::from_json_bounded(&written, MAX_PAYLOADS).expect("our own JSON parses");
         assert_eq!(again, parsed);
     }
-    if let Ok(p) = Payload::decode_bounded(data) {
+    if let Ok(p) = Payload::decode_bounded(Bytes::copy_from_slice(data)) {
         assert!(p.metadata.len() <= MAX_METADATA_ENTRIES);
         assert!(p.external_payloads.len() <= MAX_EXTERNAL_PAYLOADS);
-        assert_eq!(Payload::decode_bounded(&p.encode_to_vec()).as_ref(), Ok(&p));
+        assert_eq!(Payload::decode_bounded(p.encode_to_vec().into()).as_ref(), Ok(&p));
     }
 });

@@ -79,7 +79,7 @@ impl LegacyKeys {
         }
         let iv = Iv::from_slice(&data[..IV_LEN]).map_err(|_| LegacyError::Decrypt)?;
         let plain = aead::open(key.expose(), &iv, &[], &data[IV_LEN..]).map_err(|_| LegacyError::Decrypt)?;
-        let inner = Payload::decode_bounded(&plain).map_err(|_| LegacyError::NotAPayload)?;
+        let inner = Payload::decode_bounded(plain.into()).map_err(|_| LegacyError::NotAPayload)?;
         self.unwrap_compression(inner, budget).map(Some)
     }
 
@@ -96,7 +96,7 @@ impl LegacyKeys {
                 break;
             }
             let bytes = compression::decompress_within(kind, &payload.data, budget)?;
-            payload = Payload::decode_bounded(&bytes).map_err(|_| LegacyError::NotAPayload)?;
+            payload = Payload::decode_bounded(bytes.into()).map_err(|_| LegacyError::NotAPayload)?;
         }
         Err(LegacyError::TooDeep { max: self.max_depth })
     }

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
 use prost::Message;
 
 use crate::auth::Grant;
@@ -223,7 +224,7 @@ impl Codec {
                 ("encoding".to_owned(), ENVELOPE_ENCODING.as_bytes().to_vec()),
                 (KEY_ID_METADATA.to_owned(), keys.keyring.name.as_bytes().to_vec()),
             ]);
-            sealed.push(Payload { metadata, data, external_payloads: Vec::new() });
+            sealed.push(Payload { metadata, data: data.into(), external_payloads: Vec::new() });
         }
         PayloadCounts::add(&self.counts.sealed, sealed.len());
         Ok(Encoded { payloads: sealed, kek_refs })
@@ -304,7 +305,7 @@ impl Codec {
         &self,
         namespace: &Namespace,
         keys: &NamespaceKeys,
-        data: &[u8],
+        data: &Bytes,
         kek_refs: &mut BTreeSet<String>,
         budget: &mut RequestBudget,
     ) -> Result<Payload, PayloadFailure> {
@@ -335,7 +336,7 @@ impl Codec {
             let opened = if data.len() >= BLOCKING_THRESHOLD || envelope.is_compressed() {
                 // Compressed: a small envelope may inflate to the whole decompression budget.
                 let budget = &mut budget.decompressed;
-                open_on_blocking_pool(data.to_vec(), dek, namespace.as_str().to_owned(), budget).await
+                open_on_blocking_pool(data.clone(), dek, namespace.as_str().to_owned(), budget).await
             } else {
                 open_payload(&envelope, &dek, namespace.as_str(), &mut budget.decompressed)
             };
@@ -414,7 +415,7 @@ impl Codec {
             Err(e) if e.is_unavailable() => return Err(PayloadFailure::Unavailable { retry_after: retry_after(&e) }),
             Err(e) => return Err(PayloadFailure::Kms(e)),
         };
-        let inner = Payload::decode_bounded(&proxy::open(&dek, &payload.data)?)?;
+        let inner = Payload::decode_bounded(proxy::open(&dek, &payload.data)?.into())?;
         kek_refs.insert(key_id.to_owned());
         Ok(Some(inner))
     }
@@ -459,12 +460,13 @@ fn open_payload(
         true => compression::decompress_within(Compression::Zstd, &plaintext, budget)?,
         false => plaintext,
     };
-    Ok(Payload::decode_bounded(&plaintext)?)
+    Ok(Payload::decode_bounded(plaintext.into())?)
 }
 
-/// [`open_payload`] on the blocking pool, for a copy of the envelope bytes; the budget left comes back.
+/// [`open_payload`] on the blocking pool, for a shared handle on the envelope bytes; the budget left
+/// comes back.
 async fn open_on_blocking_pool(
-    data: Vec<u8>,
+    data: Bytes,
     dek: Arc<DataKey>,
     namespace: String,
     budget: &mut usize,

@@ -10,7 +10,7 @@ use codec_server::protocol::Payload;
 use futures_util::StreamExt;
 
 use crate::auth::jwt_config;
-use crate::helpers::{TestApp, payload, read_payloads, to_json};
+use crate::helpers::{TestApp, edit_data, payload, read_payloads, to_json};
 use crate::support::jwks_server::JwksServer;
 use crate::support::tokens::{ISSUER, token};
 
@@ -47,8 +47,7 @@ fn body(payloads: &[Payload]) -> String {
 
 fn tampered(sealed: &[Payload]) -> Vec<Payload> {
     let mut bad = sealed.to_vec();
-    let last = bad[0].data.len() - 1;
-    bad[0].data[last] ^= 1;
+    edit_data(&mut bad[0], |data| *data.last_mut().unwrap() ^= 1);
     bad
 }
 

@@ -98,7 +98,7 @@ async fn payloads_of_one_request_under_alternating_data_keys_each_open_with_thei
     let foreign = envelope::parse(&sealed[0].data).unwrap();
     let own = envelope::parse(&forged.data).unwrap();
     assert_ne!(foreign.edks, own.edks);
-    forged.data = splice_edks(&sealed[1].data, &own.edks[0].wrapped, &foreign.edks[0].wrapped);
+    forged.data = splice_edks(&sealed[1].data, &own.edks[0].wrapped, &foreign.edks[0].wrapped).into();
     let response = app.post_decode("default", &[sealed[0].clone(), forged]).await;
     assert_eq!(response.status(), 400);
     assert_eq!(error_code(response).await, "decode-failed");

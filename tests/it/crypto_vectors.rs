@@ -225,7 +225,7 @@ fn golden_vectors_seal_byte_exactly_and_open_only_in_their_namespace() {
             };
             let expected_payload = Payload {
                 metadata: p.metadata.iter().map(|(k, v)| (k.clone(), v.as_bytes().to_vec())).collect(),
-                data: p.data.as_bytes().to_vec(),
+                data: p.data.as_bytes().to_vec().into(),
                 external_payloads: p
                     .external_payload_sizes
                     .iter()

@@ -15,7 +15,7 @@ use codec_server::protocol::{CodecOp, ExternalPayloadDetails, Namespace, Payload
 use proptest::collection::{btree_map, vec};
 use proptest::prelude::*;
 
-use crate::helpers::{TestApp, error_code, payload};
+use crate::helpers::{TestApp, edit_data, error_code, payload};
 
 const DEK: [u8; 32] = [0x42; 32];
 
@@ -146,7 +146,7 @@ fn payload_strategy() -> impl Strategy<Value = Payload> {
     let random = (btree_map("\\PC{0,24}", vec(any::<u8>(), 0..64), 0..6), data, vec(any::<i64>(), 0..3)).prop_map(
         |(metadata, data, sizes)| Payload {
             metadata,
-            data,
+            data: data.into(),
             external_payloads: sizes.into_iter().map(|size_bytes| ExternalPayloadDetails { size_bytes }).collect(),
         },
     );
@@ -257,7 +257,7 @@ async fn flipped_bits_in_a_sealed_payload_fail_decode_over_http() {
     ];
     for (i, bit) in positions {
         let mut tampered = sealed.clone();
-        tampered.data[i] ^= 1 << bit;
+        edit_data(&mut tampered, |data| data[i] ^= 1 << bit);
         let response = app.post_decode("default", &[payload(b"untouched"), tampered]).await;
         assert_eq!(response.status(), 400, "byte {i} bit {bit}");
         let body = response.text().await.unwrap();
@@ -268,7 +268,7 @@ async fn flipped_bits_in_a_sealed_payload_fail_decode_over_http() {
     }
     // The untampered payload still decodes: the failures above were the flips, not the setup.
     assert_eq!(app.decode("default", &[sealed]).await, vec![payload(secret)]);
-    let garbage = Payload { data: vec![0; 10], ..sealed_like_metadata() };
+    let garbage = Payload { data: vec![0; 10].into(), ..sealed_like_metadata() };
     assert_eq!(error_code(app.post_decode("default", &[garbage]).await).await, "decode-failed");
 }
 

@@ -9,7 +9,7 @@ use codec_server::kms::keyring::DecodeFailure;
 use codec_server::protocol::Payload;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, error_code, payload, read_payloads, to_json};
+use crate::helpers::{TestApp, edit_data, error_code, payload, read_payloads, to_json};
 use crate::protocol::{Framing, RawResponse, raw_post, raw_request};
 
 /// Status, parsed JSON error body; asserts the body has the `{"error":{"code","message"}}` shape.
@@ -38,8 +38,7 @@ async fn post_text(app: &TestApp, path: &str, content_type: Option<&str>, body: 
 
 fn tamper(sealed: &Payload) -> Payload {
     let mut tampered = sealed.clone();
-    let last = tampered.data.len() - 1;
-    tampered.data[last] ^= 0x01;
+    edit_data(&mut tampered, |data| *data.last_mut().unwrap() ^= 0x01);
     tampered
 }
 

@@ -95,9 +95,16 @@ impl TestApp {
 pub fn payload(data: &[u8]) -> Payload {
     Payload {
         metadata: BTreeMap::from([("encoding".into(), b"json/plain".to_vec())]),
-        data: data.to_vec(),
+        data: data.to_vec().into(),
         external_payloads: Vec::new(),
     }
+}
+
+/// Changes a payload's data (shared `Bytes`, so through a copy), e.g. to tamper with an envelope.
+pub fn edit_data(p: &mut Payload, edit: impl FnOnce(&mut Vec<u8>)) {
+    let mut data = p.data.to_vec();
+    edit(&mut data);
+    p.data = data.into();
 }
 
 /// Payloads as the request JSON.

@@ -197,7 +197,7 @@ fn forged_envelope(edks: &[Edk]) -> Payload {
     let data = envelope::seal(&DataKey::random(), &params, b"x").unwrap();
     let mut p = payload(b"");
     p.metadata.insert("encoding".into(), ENVELOPE_ENCODING.as_bytes().to_vec());
-    p.data = data;
+    p.data = data.into();
     p
 }
 

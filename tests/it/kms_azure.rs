@@ -10,7 +10,7 @@ use codec_server::config::{AzureCredentialKind, Config, KeyringConfig};
 use codec_server::kms::Provider;
 use codec_server::kms::instrumented::KmsOp;
 
-use crate::helpers::{TestApp, error_code, payload, to_json};
+use crate::helpers::{TestApp, edit_data, error_code, payload, to_json};
 use crate::support::azure_fake::{AzureKeyVaultFake, CLIENT_ID, TENANT};
 use crate::support::kms::{calls, edk_keks, retry_after, rewrite_namespace, use_keyring, wrapped};
 
@@ -93,7 +93,7 @@ async fn a_tampered_wrapped_key_fails_with_decode_failed() {
     let edk = wrapped(&sealed, 0);
     let at = sealed.data.windows(edk.len()).position(|w| w == edk.as_slice()).expect("the EDK in the envelope");
     let mut tampered = sealed.clone();
-    tampered.data[at + edk.len() - 1] ^= 1;
+    edit_data(&mut tampered, |data| data[at + edk.len() - 1] ^= 1);
     assert_ne!(wrapped(&tampered, 0), edk);
 
     let response = app.post_decode("default", &[tampered]).await;

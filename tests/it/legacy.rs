@@ -85,7 +85,7 @@ impl Original {
     fn expected(&self) -> Payload {
         Payload {
             metadata: self.metadata.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect::<BTreeMap<_, _>>(),
-            data: self.data.clone(),
+            data: self.data.clone().into(),
             external_payloads: self
                 .external_sizes
                 .iter()
@@ -144,7 +144,7 @@ fn legacy_payload(key_id: &str, key: &[u8; 32], nonce: [u8; 12], inner_proto: &[
             ("encoding".to_owned(), b"binary/encrypted".to_vec()),
             ("encryption-key-id".to_owned(), key_id.as_bytes().to_vec()),
         ]),
-        data: sample_encrypt(key, nonce, inner_proto),
+        data: sample_encrypt(key, nonce, inner_proto).into(),
         external_payloads: Vec::new(),
     }
 }
@@ -292,9 +292,9 @@ async fn tampered_or_malformed_sample_payloads_fail_with_decode_failed_and_relea
     let app = spawn_with_legacy_keys(|_| {}).await;
     let good = legacy_payload(SAMPLE_KEY_ID, SAMPLE_KEY, [1; 12], &card(1).proto());
     let sealed = |inner: &[u8]| legacy_payload(SAMPLE_KEY_ID, SAMPLE_KEY, [2; 12], inner);
-    let with_data = |data: Vec<u8>| Payload { data, ..good.clone() };
+    let with_data = |data: Vec<u8>| Payload { data: data.into(), ..good.clone() };
     let flipped = |index: usize| {
-        let mut data = good.data.clone();
+        let mut data = good.data.to_vec();
         data[index] ^= 0x01;
         with_data(data)
     };

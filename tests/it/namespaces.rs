@@ -37,11 +37,12 @@ fn assert_releases_nothing_of(text: &str, secret: &[u8]) {
 fn rewrite_namespace(sealed: &Payload, from: &str, to: &str) -> Payload {
     assert_eq!(from.len(), to.len());
     let mut rewritten = sealed.clone();
-    let data = &mut rewritten.data;
+    let mut data = rewritten.data.to_vec();
     let len = u16::from_be_bytes([data[NAMESPACE_LEN_AT], data[NAMESPACE_LEN_AT + 1]]) as usize;
     let at = NAMESPACE_LEN_AT + 2;
     assert_eq!(&data[at..at + len], from.as_bytes(), "the envelope names the sealing namespace");
     data[at..at + len].copy_from_slice(to.as_bytes());
+    rewritten.data = data.into();
     rewritten
 }
 

@@ -288,7 +288,7 @@ async fn a_paused_kms_leaves_the_replica_ready_while_cached_keys_serve_and_names
     // The probe answers from memory: ready, and the cached data key still opens the payload.
     let (status, body) = readyz(&app).await;
     assert_eq!((status, &body["status"]), (200, &"ready".into()), "{body}");
-    assert_eq!(read_payloads(app.post_decode("payments", &sealed).await).await[0].data, b"\"cached\"");
+    assert_eq!(read_payloads(app.post_decode("payments", &sealed).await).await[0].data, b"\"cached\"".as_slice());
     // The verbose view and /metrics say what is wrong, without internal detail.
     let (status, body) = get_json(&app, &app.url("/readyz?verbose")).await;
     assert_eq!(status, 200, "dependencies never change the status: {body}");

@@ -371,7 +371,7 @@ async fn standard_url_safe_and_unpadded_base64_are_accepted_and_answered_standar
     let opened = app.decode("default", &sealed).await;
     assert_eq!(opened.len(), variants.len());
     for p in &opened {
-        assert_eq!(p.data, ALPHABET_BYTES);
+        assert_eq!(p.data, ALPHABET_BYTES.as_slice());
         assert_eq!(p.metadata["bin"], ALPHABET_BYTES);
         assert_eq!(p.encoding(), Some("json/plain"));
     }
@@ -461,7 +461,7 @@ fn foreign_payloads() -> Vec<Payload> {
     null.metadata.insert("encoding".into(), b"binary/null".to_vec());
     let mut other_codec = payload(&[1, 2, 3, 250, 251]);
     other_codec.metadata.insert("encoding".into(), b"binary/someone-elses-codec".to_vec());
-    let no_metadata = Payload { data: b"\x00raw bytes\xff".to_vec(), ..Payload::default() };
+    let no_metadata = Payload { data: bytes::Bytes::from_static(b"\x00raw bytes\xff"), ..Payload::default() };
     vec![payload(b"{\"plain\":true}"), null, protobuf, other_codec, no_metadata, Payload::default()]
 }
 

@@ -1,6 +1,6 @@
 //! Encode → decode over HTTP keeps every payload byte-identical and in order.
 
-use crate::helpers::{TestApp, payload};
+use crate::helpers::{TestApp, edit_data, payload};
 use codec_server::codec::ENVELOPE_ENCODING;
 use codec_server::protocol::{ExternalPayloadDetails, Payload};
 
@@ -83,7 +83,7 @@ async fn large_compressed_envelopes_open_within_the_budget_and_tampering_is_stil
 
     let mut tampered = sealed.clone();
     let middle = tampered[0].data.len() / 2;
-    tampered[0].data[middle] ^= 0x40;
+    edit_data(&mut tampered[0], |data| data[middle] ^= 0x40);
     let response = app.post_decode("big", &tampered).await;
     assert_eq!(response.status(), 400);
     let body: serde_json::Value = response.json().await.unwrap();

@@ -11,7 +11,7 @@ use codec_server::kms::Provider;
 use codec_server::kms::instrumented::KmsOp;
 use codec_server::protocol::{Payload, Payloads};
 
-use crate::helpers::{TestApp, payload};
+use crate::helpers::{TestApp, edit_data, payload};
 use crate::support::kms::calls;
 use crate::support::moto::{MotoServer, use_endpoint};
 
@@ -76,7 +76,7 @@ async fn a_decrypt_only_proxy_kek_opens_the_proxys_payloads_and_refuses_tampered
     assert_eq!(unwraps(&app), 1, "one data key for both payloads");
 
     let mut tampered = sealed[1].clone();
-    *tampered.data.last_mut().unwrap() ^= 1;
+    edit_data(&mut tampered, |data| *data.last_mut().unwrap() ^= 1);
     let response = app.post_decode("proxied-payments", &[sealed[0].clone(), tampered]).await;
     assert_eq!(response.status(), 400);
     let body: serde_json::Value = response.json().await.unwrap();

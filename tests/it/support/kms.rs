@@ -10,7 +10,7 @@ use codec_server::kms::Provider;
 use codec_server::kms::instrumented::{CallCounts, KmsOp};
 use codec_server::protocol::Payload;
 
-use crate::helpers::TestApp;
+use crate::helpers::{TestApp, edit_data};
 
 /// Makes `primary` (KEK URIs) the only keyring every namespace uses.
 pub fn use_keyring(config: &mut Config, primary: &[String]) {
@@ -37,7 +37,7 @@ pub fn rewrite_namespace(sealed: &Payload, to: &str) -> Payload {
     assert_eq!(parsed.namespace.len(), to.len(), "the test rewrites in place");
     let at = NAMESPACE_LEN_AT + 2;
     let mut forged = sealed.clone();
-    forged.data[at..at + to.len()].copy_from_slice(to.as_bytes());
+    edit_data(&mut forged, |data| data[at..at + to.len()].copy_from_slice(to.as_bytes()));
     assert_eq!(envelope::parse(&forged.data).expect("still parses").namespace, to);
     forged
 }
@@ -79,6 +79,6 @@ pub fn sealed_like_the_proxy(kek_uri: &str, wrapped_dek: &str, dek: &[u8; 32], d
     proxy_payload.metadata.insert("encoding".into(), b"binary/encrypted".to_vec());
     proxy_payload.metadata.insert("encryption-key-id".into(), kek_uri.as_bytes().to_vec());
     proxy_payload.metadata.insert("encryption-dek".into(), wrapped_dek.as_bytes().to_vec());
-    proxy_payload.data = [nonce.to_vec(), sealed].concat();
+    proxy_payload.data = [nonce.to_vec(), sealed].concat().into();
     proxy_payload
 }
