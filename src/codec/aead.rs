@@ -63,8 +63,21 @@ pub fn seal_append(
     plaintext: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<(), AeadError> {
+    seal_written(k, iv, aad, out, |out| out.extend_from_slice(plaintext))
+}
+
+/// Lets `write` append the plaintext to `out`, then encrypts what it appended in place and appends the
+/// tag: a Payload serialized straight into the envelope is never copied. On failure `out` is left as
+/// it was.
+pub fn seal_written(
+    k: &[u8; KEY_LEN],
+    iv: &Iv,
+    aad: &[u8],
+    out: &mut Vec<u8>,
+    write: impl FnOnce(&mut Vec<u8>),
+) -> Result<(), AeadError> {
     let start = out.len();
-    out.extend_from_slice(plaintext);
+    write(out);
     let sealed = key(k, AeadError::Seal).and_then(|key| {
         key.seal_in_place_separate_tag(Nonce::assume_unique_for_key(iv.0), Aad::from(aad), &mut out[start..])
             .map_err(|_| AeadError::Seal)

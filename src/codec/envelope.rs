@@ -167,6 +167,17 @@ fn check_len(field: &'static str, len: usize, max: usize) -> Result<(), Envelope
 
 /// Seals `plaintext` (the serialized — possibly compressed — Payload) for `params.namespace`.
 pub fn seal(dek: &DataKey, params: &SealParams<'_>, plaintext: &[u8]) -> Result<Vec<u8>, EnvelopeError> {
+    seal_with(dek, params, plaintext.len(), |out| out.extend_from_slice(plaintext))
+}
+
+/// [`seal`] for a plaintext that `write` appends to the envelope buffer (exactly `plaintext_len`
+/// bytes, which size the buffer), so a serialized Payload is written once, straight into the envelope.
+pub fn seal_with(
+    dek: &DataKey,
+    params: &SealParams<'_>,
+    plaintext_len: usize,
+    write: impl FnOnce(&mut Vec<u8>),
+) -> Result<Vec<u8>, EnvelopeError> {
     let suite = params.suite;
     if !SUITES.contains(&suite) {
         return Err(EnvelopeError::UnknownSuite(suite));
@@ -187,7 +198,7 @@ pub fn seal(dek: &DataKey, params: &SealParams<'_>, plaintext: &[u8]) -> Result<
     let edks_len: usize = params.edks.iter().map(|e| 1 + 2 + e.kek_ref.len() + 2 + e.wrapped.len()).sum();
     let header_len = FIXED_HEADER_LEN + params.namespace.len() + edks_len;
     // Exact size: the ciphertext is sealed in place at the end, so a large payload is never copied twice.
-    let mut out = Vec::with_capacity(header_len + plaintext.len() + TAG_LEN);
+    let mut out = Vec::with_capacity(header_len + plaintext_len + TAG_LEN);
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&suite.to_be_bytes());
     out.push(params.flags);
@@ -206,7 +217,7 @@ pub fn seal(dek: &DataKey, params: &SealParams<'_>, plaintext: &[u8]) -> Result<
     out.extend_from_slice(&params.iv.0);
     debug_assert_eq!(out.len(), header_len);
     let aad = aad(&out, params.namespace);
-    aead::seal_append(&keys.k_enc, &params.iv, &aad, plaintext, &mut out).map_err(|_| EnvelopeError::Seal)?;
+    aead::seal_written(&keys.k_enc, &params.iv, &aad, &mut out, write).map_err(|_| EnvelopeError::Seal)?;
     Ok(out)
 }
 
@@ -337,6 +348,28 @@ mod tests {
 
     fn sealed(dek: &DataKey, ns: &str, plaintext: &[u8]) -> Vec<u8> {
         sealed_with(SUITE_AES256GCM_HKDF_SHA512_COMMIT, dek, ns, plaintext)
+    }
+
+    #[test]
+    fn a_plaintext_written_into_the_envelope_seals_to_the_same_bytes() {
+        let dek = DataKey::from_bytes([1; 32]);
+        let edks = [edk(1)];
+        let params = SealParams {
+            suite: SUITE_AES256GCM_HKDF_SHA512_COMMIT,
+            flags: 0,
+            message_id: [7; 32],
+            iv: Iv([9; 12]),
+            namespace: "payments",
+            edks: &edks,
+        };
+        let plaintext: Vec<u8> = (0..5000u32).map(|i| (i * 31 % 251) as u8).collect();
+        let written = seal_with(&dek, &params, plaintext.len(), |out| out.extend_from_slice(&plaintext)).unwrap();
+        // The tail is exactly AES-GCM of the plaintext under the envelope's key, IV and AAD.
+        let (header, sealed) = written.split_at(written.len() - plaintext.len() - TAG_LEN);
+        let keys = key_schedule(&dek, &params.message_id, params.suite).unwrap();
+        let expected = aead::seal(&keys.k_enc, &params.iv, &aad(header, "payments"), &plaintext).unwrap();
+        assert_eq!(sealed, expected.as_slice());
+        assert_eq!(parse(&written).unwrap().open(&dek, "payments").unwrap(), plaintext);
     }
 
     #[test]

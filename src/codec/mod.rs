@@ -194,22 +194,27 @@ impl Codec {
         let mut sealed = Vec::with_capacity(payloads.len());
         let mut kek_refs = BTreeSet::new();
         for (index, payload) in payloads.iter().enumerate() {
-            let plaintext = payload.encode_to_vec();
-            let (flags, body) = match keys.compress {
-                true => match compression::zstd_compress(&plaintext) {
-                    packed if packed.len() < plaintext.len() => (FLAG_ZSTD, packed),
-                    _ => (0, plaintext),
-                },
-                false => (0, plaintext),
+            // Uncompressed (the default), the Payload is serialized later, straight into the envelope.
+            let (flags, compressed) = match keys.compress {
+                true => {
+                    let plaintext = payload.encode_to_vec();
+                    match compression::zstd_compress(&plaintext) {
+                        packed if packed.len() < plaintext.len() => (FLAG_ZSTD, Some(packed)),
+                        _ => (0, Some(plaintext)),
+                    }
+                }
+                false => (0, None),
             };
-            let lease =
-                self.encrypt_cache.lease(namespace, &keys.keyring, body.len() as u64).await.map_err(|e| match e {
+            let plaintext_len = compressed.as_ref().map_or_else(|| payload.encoded_len(), Vec::len);
+            let lease = self.encrypt_cache.lease(namespace, &keys.keyring, plaintext_len as u64).await.map_err(
+                |e| match e {
                     LeaseError::PayloadTooLarge { .. } => CodecError::PayloadTooLarge { index },
                     LeaseError::Kms(e) if e.is_unavailable() => {
                         CodecError::Unavailable { retry_after: retry_after(&e) }
                     }
                     LeaseError::Kms(e) => CodecError::EncodeFailed(e.into()),
-                })?;
+                },
+            )?;
             let params = SealParams {
                 suite: self.seal_suite,
                 flags,
@@ -218,7 +223,11 @@ impl Codec {
                 namespace: namespace.as_str(),
                 edks: &lease.edks,
             };
-            let data = envelope::seal(&lease.dek, &params, &body).map_err(|e| CodecError::EncodeFailed(e.into()))?;
+            let data = match &compressed {
+                Some(body) => envelope::seal(&lease.dek, &params, body),
+                None => envelope::seal_with(&lease.dek, &params, plaintext_len, |out| payload.encode_raw(out)),
+            }
+            .map_err(|e| CodecError::EncodeFailed(e.into()))?;
             kek_refs.extend(lease.edks.iter().map(|e| e.kek_ref.clone()));
             let metadata = BTreeMap::from([
                 ("encoding".to_owned(), ENVELOPE_ENCODING.as_bytes().to_vec()),
