@@ -4,7 +4,6 @@
 //! protobuf encoding of a payload is deterministic, which golden vectors rely on.
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
 
 use bytes::Bytes;
 use serde::Deserialize;
@@ -157,16 +156,7 @@ impl Payloads {
 
     /// Serializes as protojson does: standard padded base64, int64 as string, metadata keys sorted.
     pub fn to_json(&self) -> Vec<u8> {
-        let mut w = JsonWriter::with_capacity_for(&self.payloads);
-        w.raw(b"{\"payloads\":[");
-        for (i, p) in self.payloads.iter().enumerate() {
-            if i > 0 {
-                w.raw(b",");
-            }
-            w.payload(p);
-        }
-        w.raw(b"]}");
-        w.out
+        super::reply::to_json(&self.payloads)
     }
 }
 
@@ -454,72 +444,6 @@ fn metadata_field_name(key: &str) -> String {
         name.push('…');
     }
     name
-}
-
-/// Writes `{"payloads":[…]}` straight into one buffer. Base64 text never needs JSON escaping, so it is
-/// encoded in place instead of through a `String` and serde_json's per-byte escape check (for large
-/// payloads those two passes cost more than the AEAD); only metadata keys, which callers choose, go
-/// through serde_json's escaping.
-struct JsonWriter {
-    out: Vec<u8>,
-}
-
-impl JsonWriter {
-    fn with_capacity_for(payloads: &[Payload]) -> JsonWriter {
-        let base64_len = |n: usize| n.div_ceil(3) * 4;
-        let estimate: usize = payloads
-            .iter()
-            .map(|p| {
-                40 + base64_len(p.data.len())
-                    + p.metadata.iter().map(|(k, v)| k.len() + base64_len(v.len()) + 6).sum::<usize>()
-                    + p.external_payloads.len() * 32
-            })
-            .sum();
-        JsonWriter { out: Vec::with_capacity(16 + estimate) }
-    }
-
-    fn raw(&mut self, bytes: &[u8]) {
-        self.out.extend_from_slice(bytes);
-    }
-
-    /// A JSON string of standard, padded base64.
-    fn base64(&mut self, bytes: &[u8]) {
-        self.out.push(b'"');
-        base64_lenient::encode_into(bytes, &mut self.out);
-        self.out.push(b'"');
-    }
-
-    /// A JSON string of caller-chosen text, escaped.
-    fn text(&mut self, text: &str) {
-        // Writing a str into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut self.out, text);
-    }
-
-    fn payload(&mut self, p: &Payload) {
-        self.raw(b"{\"metadata\":{");
-        for (i, (key, value)) in p.metadata.iter().enumerate() {
-            if i > 0 {
-                self.raw(b",");
-            }
-            self.text(key);
-            self.raw(b":");
-            self.base64(value);
-        }
-        self.raw(b"},\"data\":");
-        self.base64(&p.data);
-        if !p.external_payloads.is_empty() {
-            self.raw(b",\"externalPayloads\":[");
-            for (i, e) in p.external_payloads.iter().enumerate() {
-                if i > 0 {
-                    self.raw(b",");
-                }
-                // Straight into the buffer: no String per entry (writing into a Vec cannot fail).
-                let _ = write!(self.out, "{{\"sizeBytes\":\"{}\"}}", e.size_bytes);
-            }
-            self.raw(b"]");
-        }
-        self.raw(b"}");
-    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use super::{decode, encode};
 use crate::error::ApiError;
 use crate::protocol::request::NAMESPACE_HEADER;
-use crate::protocol::{CodecOp, CodecPath, CodecRequest, Payload};
+use crate::protocol::{CodecOp, CodecPath, CodecRequest, Payload, reply};
 use crate::state::AppState;
 
 /// Finds the operation from the path and runs it; everything that is not a codec path is 404.
@@ -37,8 +37,8 @@ pub async fn dispatch(
     Ok(payloads_response(payloads))
 }
 
-/// A JSON response with the Payloads body (the handlers return the payloads, so they need nothing here).
+/// A JSON response with the Payloads body (the handlers return the payloads, so they need nothing here);
+/// large ones are streamed (`protocol::reply`).
 fn payloads_response(payloads: Vec<Payload>) -> HttpResponse {
-    let body = crate::protocol::Payloads { payloads }.to_json();
-    HttpResponse::Ok().content_type("application/json").body(body)
+    HttpResponse::Ok().content_type("application/json").body(reply::body(&payloads))
 }

@@ -2,7 +2,7 @@
 
 use crate::helpers::{TestApp, edit_data, payload};
 use codec_server::codec::ENVELOPE_ENCODING;
-use codec_server::protocol::{ExternalPayloadDetails, Payload};
+use codec_server::protocol::{ExternalPayloadDetails, Payload, Payloads};
 
 #[tokio::test]
 async fn payloads_from_empty_to_4_mib_round_trip_with_their_metadata() {
@@ -88,4 +88,22 @@ async fn large_compressed_envelopes_open_within_the_budget_and_tampering_is_stil
     assert_eq!(response.status(), 400);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["error"]["indexes"], serde_json::json!([0]));
+}
+
+/// Replies over 256 KiB of data are streamed in pieces (`protocol::reply`): still one exact
+/// `Content-Length` (no chunked encoding, which some proxies buffer), and byte for byte the same payloads.
+#[tokio::test]
+async fn large_replies_are_streamed_with_their_exact_content_length() {
+    let app = TestApp::spawn().await;
+    let mut text = vec![0u8; 700 << 10];
+    codec_server::codec::random::fill(&mut text);
+    let originals = vec![payload(&text), payload(b"small"), payload(&text[..300 << 10])];
+    let sealed = app.encode("default", originals.clone()).await;
+    let response = app.post_decode("default", &sealed).await;
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().get("transfer-encoding").is_none(), "{:?}", response.headers());
+    let declared: usize = response.headers()["content-length"].to_str().unwrap().parse().unwrap();
+    let body = response.bytes().await.unwrap();
+    assert_eq!(declared, body.len());
+    assert_eq!(Payloads::from_json(&body).unwrap().payloads, originals);
 }
