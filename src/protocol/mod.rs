@@ -7,6 +7,7 @@ pub mod body;
 pub mod client_addr;
 pub mod namespace;
 pub mod payloads;
+pub mod payloads_fast;
 pub mod reply;
 pub mod request;
 pub mod route;

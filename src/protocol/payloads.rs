@@ -131,8 +131,18 @@ impl Payloads {
     /// `externalPayloads` kept (int64 as string or number), original proto field names accepted too.
     ///
     /// Counts while parsing: payload `max_payloads + 1`, metadata entry 257 or external entry 1,025
-    /// stops the parse, so a body of empty objects cannot make millions of them first.
+    /// stops the parse, so a body of empty objects cannot make millions of them first. The common shape
+    /// goes through a fast path (`payloads_fast`) that returns what serde would; the rest through serde.
     pub fn from_json_bounded(body: &[u8], max_payloads: usize) -> Result<Payloads, ProtocolError> {
+        match super::payloads_fast::parse(body, max_payloads) {
+            Some(payloads) => Ok(payloads),
+            None => Payloads::from_json_bounded_serde(body, max_payloads),
+        }
+    }
+
+    /// [`Payloads::from_json_bounded`] through serde_json alone, without the fast path for the common
+    /// shape (`payloads_fast`); the fuzz target and tests compare the two.
+    pub fn from_json_bounded_serde(body: &[u8], max_payloads: usize) -> Result<Payloads, ProtocolError> {
         // serde would also build the struct from a JSON array; proto3 JSON messages are objects only.
         if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
             return Err(ProtocolError::MalformedJson("expected a JSON object".into()));

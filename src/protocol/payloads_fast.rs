@@ -1,0 +1,331 @@
+//! A fast path for the `Payloads` JSON that clients send: `{"payloads":[{"metadata":{…},"data":"…",
+//! "externalPayloads":[…]}]}`, whitespace anywhere, fields in any order.
+//!
+//! It reads that shape only: no escapes, no `null`, no unknown or repeated fields, numbers as plain
+//! integers, within every bound. On anything else (a malformed body included) it returns `None` and the
+//! caller parses with serde_json, which accepts the rest of proto3 JSON and words every error. So it
+//! only ever returns what the serde path returns for the same body; the `payloads` fuzz target checks
+//! that.
+//!
+//! The gain is on `data`: serde_json first scans the whole string for its closing quote and only then
+//! is the text base64-decoded, two passes over a cold megabyte. Here the string is scanned and decoded
+//! 16 KiB at a time, each block decoded while it is still in the CPU cache.
+
+use std::collections::BTreeMap;
+
+use base64_simd::STANDARD_NO_PAD;
+use bytes::Bytes;
+
+use super::base64_lenient;
+use super::payloads::{ExternalPayloadDetails, MAX_EXTERNAL_PAYLOADS, MAX_METADATA_ENTRIES, Payload, Payloads};
+
+/// Base64 text scanned and decoded per step: a multiple of 4, well inside the L1 data cache. Small
+/// under the fuzzer (`cargo fuzz` builds with `--cfg fuzzing`), whose inputs are only kilobytes, so it
+/// reaches the block-by-block path too.
+const BLOCK: usize = if cfg!(fuzzing) { 64 } else { 16 * 1024 };
+
+/// The payloads, or `None` when the body is not in the common shape (the caller then uses serde_json).
+pub fn parse(body: &[u8], max_payloads: usize) -> Option<Payloads> {
+    let mut c = Cursor { b: body, i: 0 };
+    c.eat(b'{')?;
+    let mut payloads = Vec::new();
+    if c.peek()? == b'}' {
+        c.i += 1;
+    } else {
+        // The only field we read is `payloads`, once; serde skips other fields, so leave them to it.
+        if c.plain_str()? != b"payloads" {
+            return None;
+        }
+        c.eat(b':')?;
+        c.eat(b'[')?;
+        if c.peek()? == b']' {
+            c.i += 1;
+        } else {
+            loop {
+                if payloads.len() == max_payloads {
+                    return None;
+                }
+                payloads.push(c.payload()?);
+                if !c.more(b']')? {
+                    break;
+                }
+            }
+        }
+        c.eat(b'}')?;
+    }
+    c.skip_ws();
+    (c.i == body.len()).then_some(Payloads { payloads })
+}
+
+struct Cursor<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn skip_ws(&mut self) {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.b.get(self.i) {
+            self.i += 1;
+        }
+    }
+
+    fn peek(&mut self) -> Option<u8> {
+        self.skip_ws();
+        self.b.get(self.i).copied()
+    }
+
+    fn eat(&mut self, byte: u8) -> Option<()> {
+        (self.peek()? == byte).then(|| self.i += 1)
+    }
+
+    /// After an element: `true` on `,` (another follows), `false` on `close`.
+    fn more(&mut self, close: u8) -> Option<bool> {
+        match self.peek()? {
+            b',' => {
+                self.i += 1;
+                Some(true)
+            }
+            b if b == close => {
+                self.i += 1;
+                Some(false)
+            }
+            _ => None,
+        }
+    }
+
+    /// A string without escapes or control characters, as its raw bytes.
+    fn plain_str(&mut self) -> Option<&'a [u8]> {
+        self.eat(b'"')?;
+        let rest = &self.b[self.i..];
+        let end = memchr::memchr2(b'"', b'\\', rest)?;
+        let text = &rest[..end];
+        if rest[end] != b'"' || text.iter().any(|&b| b < 0x20) {
+            return None;
+        }
+        self.i += end + 1;
+        Some(text)
+    }
+
+    /// `{ "key": value, … }` where each key is known to `field`, which reads the value; `None` on an
+    /// empty key set violation or a bad value.
+    fn object(&mut self, mut field: impl FnMut(&mut Self, &'a [u8]) -> Option<()>) -> Option<()> {
+        self.eat(b'{')?;
+        if self.peek()? == b'}' {
+            self.i += 1;
+            return Some(());
+        }
+        loop {
+            let key = self.plain_str()?;
+            self.eat(b':')?;
+            field(self, key)?;
+            if !self.more(b'}')? {
+                return Some(());
+            }
+        }
+    }
+
+    /// `[ item, … ]` of at most `limit` items.
+    fn array<T>(&mut self, limit: usize, mut item: impl FnMut(&mut Self) -> Option<T>) -> Option<Vec<T>> {
+        self.eat(b'[')?;
+        let mut items = Vec::new();
+        if self.peek()? == b']' {
+            self.i += 1;
+            return Some(items);
+        }
+        loop {
+            if items.len() == limit {
+                return None;
+            }
+            items.push(item(self)?);
+            if !self.more(b']')? {
+                return Some(items);
+            }
+        }
+    }
+
+    fn payload(&mut self) -> Option<Payload> {
+        let (mut metadata, mut data, mut external) = (None, None, None);
+        self.object(|c, key| match key {
+            b"metadata" if metadata.is_none() => {
+                metadata = Some(c.metadata()?);
+                Some(())
+            }
+            b"data" if data.is_none() => {
+                data = Some(c.base64_data()?);
+                Some(())
+            }
+            b"externalPayloads" | b"external_payloads" if external.is_none() => {
+                external = Some(c.array(MAX_EXTERNAL_PAYLOADS, Cursor::external)?);
+                Some(())
+            }
+            _ => None,
+        })?;
+        Some(Payload {
+            metadata: metadata.unwrap_or_default(),
+            data: data.unwrap_or_default(),
+            external_payloads: external.unwrap_or_default(),
+        })
+    }
+
+    fn metadata(&mut self) -> Option<BTreeMap<String, Vec<u8>>> {
+        let mut entries = BTreeMap::new();
+        let mut seen = 0;
+        self.object(|c, key| {
+            seen += 1;
+            if seen > MAX_METADATA_ENTRIES {
+                return None;
+            }
+            let key = std::str::from_utf8(key).ok()?.to_owned();
+            let value = base64_lenient::decode(c.plain_str()?).ok()?;
+            // A repeated key: the later value wins, as with serde.
+            entries.insert(key, value);
+            Some(())
+        })?;
+        Some(entries)
+    }
+
+    fn external(&mut self) -> Option<ExternalPayloadDetails> {
+        let mut size_bytes = None;
+        self.object(|c, key| match key {
+            b"sizeBytes" | b"size_bytes" if size_bytes.is_none() => {
+                size_bytes = Some(c.int64()?);
+                Some(())
+            }
+            _ => None,
+        })?;
+        Some(ExternalPayloadDetails { size_bytes: size_bytes.unwrap_or(0) })
+    }
+
+    /// An int64 as a plain JSON integer or as a string of one (proto3 JSON writes the string).
+    fn int64(&mut self) -> Option<i64> {
+        if self.peek()? == b'"' {
+            return std::str::from_utf8(self.plain_str()?).ok()?.parse().ok();
+        }
+        let start = self.i;
+        if self.b.get(self.i) == Some(&b'-') {
+            self.i += 1;
+        }
+        let digits = self.b[self.i..].iter().take_while(|b| b.is_ascii_digit()).count();
+        // JSON forbids leading zeros; fractions and exponents are left to serde.
+        if digits == 0 || (digits > 1 && self.b[self.i] == b'0') {
+            return None;
+        }
+        self.i += digits;
+        if matches!(self.b.get(self.i), Some(b'.' | b'e' | b'E')) {
+            return None;
+        }
+        std::str::from_utf8(&self.b[start..self.i]).ok()?.parse().ok()
+    }
+
+    /// The `data` string, base64-decoded block by block as it is scanned. Standard base64 (what protojson
+    /// writes) is decoded as it goes; any other text is decoded whole at the end, leniently, as the serde
+    /// path does.
+    fn base64_data(&mut self) -> Option<Bytes> {
+        self.eat(b'"')?;
+        let start = self.i;
+        let rest = &self.b[start..];
+        if let Some(end) = memchr::memchr2(b'"', b'\\', &rest[..rest.len().min(BLOCK)]) {
+            // Short (every field of a small body): its length is known, decode it at once.
+            return self.finish_data(start, end, Vec::new());
+        }
+        // At most the rest of the body: a long string is most of it.
+        let mut out = Vec::with_capacity(rest.len() / 4 * 3 + 3);
+        let mut at = 0;
+        loop {
+            let block = &rest[at..rest.len().min(at + BLOCK)];
+            if let Some(end) = memchr::memchr2(b'"', b'\\', block) {
+                return self.finish_data(start, at + end, out);
+            }
+            if at + BLOCK >= rest.len() || STANDARD_NO_PAD.decode_append(block, &mut out).is_err() {
+                // Unterminated (serde words the error), or not standard base64 in whole groups: scan on
+                // and decode the whole text as the serde path would.
+                let end = at + memchr::memchr2(b'"', b'\\', &rest[at..])?;
+                return self.finish_data(start, end, Vec::new());
+            }
+            at += BLOCK;
+        }
+    }
+
+    /// Ends the data string at `start + end` (its closing quote): decodes the text after what `decoded`
+    /// already holds (whole standard base64 groups), or all of it leniently when `decoded` is empty.
+    fn finish_data(&mut self, start: usize, end: usize, mut decoded: Vec<u8>) -> Option<Bytes> {
+        let text = &self.b[start..start + end];
+        if self.b[start + end] != b'"' {
+            return None;
+        }
+        self.i = start + end + 1;
+        let done = decoded.len() / 3 * 4;
+        let decoded = match done {
+            0 => base64_lenient::decode(text).ok()?,
+            _ => {
+                base64_lenient::decode_standard_append(&text[done..], &mut decoded).ok()?;
+                if decoded.capacity() > 2 * decoded.len() {
+                    decoded.shrink_to_fit();
+                }
+                decoded
+            }
+        };
+        Some(decoded.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Bodies in the common shape: the fast path answers, and exactly as serde does.
+    #[test]
+    fn the_common_shape_parses_as_serde_parses_it() {
+        let long: String = (0..3 * BLOCK + 100).map(|i| ['A', 'Q', 'z', '+', '/', '9'][i % 6]).collect();
+        let long_padded = format!("{}AQ==", &long[..long.len() / 4 * 4]);
+        let bodies = [
+            "{}".to_owned(),
+            r#" { "payloads" : [ ] } "#.to_owned(),
+            r#"{"payloads":[{}]}"#.to_owned(),
+            r#"{"payloads":[{"metadata":{"encoding":"anNvbi9wbGFpbg==","b":"-_8","b":"AQ"},"data":"+/8="}]}"#
+                .to_owned(),
+            r#"{"payloads":[{"data":"eA","externalPayloads":[{"sizeBytes":"12"},{"size_bytes":-3},{}]}, {"data":""}]}"#
+                .to_owned(),
+            format!(r#"{{"payloads":[{{"data":"{long}"}},{{"data":"{long_padded}","metadata":{{}}}}]}}"#),
+            format!("{{\"payloads\":[{{\"data\":\"{}\"}}]}}", "-_".repeat(BLOCK)),
+        ];
+        for body in &bodies {
+            let fast = parse(body.as_bytes(), 8).unwrap_or_else(|| panic!("not the common shape: {body:.80}"));
+            assert_eq!(fast, Payloads::from_json_bounded_serde(body.as_bytes(), 8).unwrap(), "{body:.80}");
+        }
+    }
+
+    /// Everything else is left to serde: escapes, nulls, unknown, repeated or misplaced fields, bounds,
+    /// numbers that are not plain integers, bad base64, malformed JSON, trailing bytes.
+    #[test]
+    fn anything_else_is_left_to_serde() {
+        let long_bad = format!("{}!", "A".repeat(2 * BLOCK));
+        let bodies = [
+            r#"{"payloads":null}"#.to_owned(),
+            r#"{"payloads":[{"data":null}]}"#.to_owned(),
+            r#"{"payloads":[],"other":1}"#.to_owned(),
+            r#"{"other":1,"payloads":[]}"#.to_owned(),
+            r#"{"payloads":[],"payloads":[]}"#.to_owned(),
+            r#"{"payloads":[{"data":"eA","data":"eA"}]}"#.to_owned(),
+            r#"{"payloads":[{"unknown":1}]}"#.to_owned(),
+            r#"{"payloads":[{"data":"e\u0041"}]}"#.to_owned(),
+            r#"{"payloads":[{"metadata":{"a\"b":"eA"}}]}"#.to_owned(),
+            r#"{"payloads":[{"externalPayloads":[{"sizeBytes":1.5}]}]}"#.to_owned(),
+            r#"{"payloads":[{"externalPayloads":[{"sizeBytes":01}]}]}"#.to_owned(),
+            r#"{"payloads":[{"externalPayloads":[{"sizeBytes":"x"}]}]}"#.to_owned(),
+            r#"{"payloads":[{"externalPayloads":[{"sizeBytes":1,"size_bytes":2}]}]}"#.to_owned(),
+            r#"{"payloads":[{"data":"%%"}]}"#.to_owned(),
+            r#"{"payloads":[{},{},{},{},{},{},{},{},{}]}"#.to_owned(),
+            r#"{"payloads":[{}]} x"#.to_owned(),
+            r#"{"payloads":[{}]"#.to_owned(),
+            r#"{"payloads":[{},]}"#.to_owned(),
+            "[]".to_owned(),
+            format!(r#"{{"payloads":[{{"data":"{long_bad}"}}]}}"#),
+            format!(r#"{{"payloads":[{{"data":"{}"#, "A".repeat(3 * BLOCK)),
+            format!("{{\"payloads\":[{{\"data\":\"{}\n\"}}]}}", "A".repeat(8)),
+        ];
+        for body in &bodies {
+            assert_eq!(parse(body.as_bytes(), 8), None, "{body:.80}");
+        }
+    }
+}
