@@ -7,9 +7,10 @@
 //! only ever returns what the serde path returns for the same body; the `payloads` fuzz target checks
 //! that.
 //!
-//! The gain is on `data`: serde_json first scans the whole string for its closing quote and only then
-//! is the text base64-decoded, two passes over a cold megabyte. Here the string is scanned and decoded
-//! 16 KiB at a time, each block decoded while it is still in the CPU cache.
+//! The gain is on `data`: serde_json first scans the whole string for its closing quote, and only then
+//! is the text base64-decoded: two passes over a cold megabyte. Here a long string is base64-decoded
+//! 16 KiB at a time with no scan before it (a quote is not base64, so a block that decodes cannot hold
+//! the end), and only the last block is searched for the closing quote.
 
 use std::collections::BTreeMap;
 
@@ -217,9 +218,8 @@ impl<'a> Cursor<'a> {
         std::str::from_utf8(&self.b[start..self.i]).ok()?.parse().ok()
     }
 
-    /// The `data` string, base64-decoded block by block as it is scanned. Standard base64 (what protojson
-    /// writes) is decoded as it goes; any other text is decoded whole at the end, leniently, as the serde
-    /// path does.
+    /// The `data` string, base64-decoded. A long one in standard base64 (what protojson writes) is decoded
+    /// block by block; any other text is decoded whole at the end, leniently, as the serde path does.
     fn base64_data(&mut self) -> Option<Bytes> {
         self.eat(b'"')?;
         let start = self.i;
@@ -228,26 +228,22 @@ impl<'a> Cursor<'a> {
             // Short (every field of a small body): its length is known, decode it at once.
             return self.finish_data(start, end, Vec::new());
         }
-        // At most the rest of the body: a long string is most of it.
+        // A long string: decoded block by block, with capacity for the rest of the body (it is most of
+        // it). A block that decodes holds no quote and no backslash (neither is base64), so the end need
+        // not be searched for until a block fails: that block holds the end, or text that is not
+        // standard base64, which `finish_data` leaves to the lenient decoder or to serde.
         let mut out = Vec::with_capacity(rest.len() / 4 * 3 + 3);
         let mut at = 0;
-        loop {
-            let block = &rest[at..rest.len().min(at + BLOCK)];
-            if let Some(end) = memchr::memchr2(b'"', b'\\', block) {
-                return self.finish_data(start, at + end, out);
-            }
-            if at + BLOCK >= rest.len() || STANDARD_NO_PAD.decode_append(block, &mut out).is_err() {
-                // Unterminated (serde words the error), or not standard base64 in whole groups: scan on
-                // and decode the whole text as the serde path would.
-                let end = at + memchr::memchr2(b'"', b'\\', &rest[at..])?;
-                return self.finish_data(start, end, Vec::new());
-            }
+        while at + BLOCK < rest.len() && STANDARD_NO_PAD.decode_append(&rest[at..at + BLOCK], &mut out).is_ok() {
             at += BLOCK;
         }
+        let end = at + memchr::memchr2(b'"', b'\\', &rest[at..])?;
+        self.finish_data(start, end, out)
     }
 
-    /// Ends the data string at `start + end` (its closing quote): decodes the text after what `decoded`
-    /// already holds (whole standard base64 groups), or all of it leniently when `decoded` is empty.
+    /// Ends the data string at `start + end` (its closing quote, or `None` for a backslash): decodes the
+    /// text after what `decoded` already holds (whole standard base64 groups) as standard base64, or all
+    /// of it leniently when `decoded` is empty.
     fn finish_data(&mut self, start: usize, end: usize, mut decoded: Vec<u8>) -> Option<Bytes> {
         let text = &self.b[start..start + end];
         if self.b[start + end] != b'"' {
