@@ -215,11 +215,12 @@ impl Codec {
                     LeaseError::Kms(e) => CodecError::EncodeFailed(e.into()),
                 },
             )?;
+            let (message_id, iv) = envelope::random_message_id_and_iv();
             let params = SealParams {
                 suite: self.seal_suite,
                 flags,
-                message_id: envelope::random_message_id(),
-                iv: aead::Iv::random(),
+                message_id,
+                iv,
                 namespace: namespace.as_str(),
                 edks: &lease.edks,
             };
