@@ -151,6 +151,15 @@ format = "json"
         .unwrap();
     let kek_file = std::fs::read_to_string(dir.path().join("keys/main.key")).unwrap();
 
+    // SIGTERM, not SIGKILL: the server writes out its buffered log lines as it exits. A SIGKILL lost
+    // the lines of the last ~20 ms (the buffer's flush interval) when the machine was loaded.
+    assert!(Command::new("kill").args(["-TERM", &server.0.id().to_string()]).status().unwrap().success());
+    for _ in 0..300 {
+        if server.0.try_wait().unwrap().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let _ = server.0.kill();
     let _ = server.0.wait();
     let mut logs = String::new();
