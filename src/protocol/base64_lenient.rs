@@ -22,12 +22,6 @@ pub fn decode(text: impl AsRef<[u8]>) -> Result<Vec<u8>, InvalidBase64> {
     standard.decode_to_vec(bytes).or_else(|_| url_safe.decode_to_vec(bytes)).map_err(|_| InvalidBase64)
 }
 
-/// Appends the decoding of standard base64, padded or not, to `out` (left as it was on failure).
-pub fn decode_standard_append(text: &[u8], out: &mut Vec<u8>) -> Result<(), InvalidBase64> {
-    let standard = if text.last() == Some(&b'=') { STANDARD } else { STANDARD_NO_PAD };
-    standard.decode_append(text, out).map_err(|_| InvalidBase64)
-}
-
 /// Encodes as standard, padded base64.
 pub fn encode(bytes: &[u8]) -> String {
     STANDARD.encode_to_string(bytes)

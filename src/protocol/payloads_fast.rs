@@ -7,23 +7,18 @@
 //! only ever returns what the serde path returns for the same body; the `payloads` fuzz target checks
 //! that.
 //!
-//! The gain is on `data`: serde_json first scans the whole string for its closing quote, and only then
-//! is the text base64-decoded: two passes over a cold megabyte. Here a long string is base64-decoded
-//! 16 KiB at a time with no scan before it (a quote is not base64, so a block that decodes cannot hold
-//! the end), and only the last block is searched for the closing quote.
+//! It saves serde's generic machinery per field: 3 % of the instructions of a 1 KiB decode. For a large
+//! `data` string it does what serde does, one scan for the closing quote and then the base64 decode.
+//! Decoding block by block without the scan was tried (docs/performance.md, session 9): it saved
+//! nothing, because the first pass over a cold megabyte pays for fetching it whichever pass that is, and
+//! it had to guess the decoded size before knowing it.
 
 use std::collections::BTreeMap;
 
-use base64_simd::STANDARD_NO_PAD;
 use bytes::Bytes;
 
 use super::base64_lenient;
 use super::payloads::{ExternalPayloadDetails, MAX_EXTERNAL_PAYLOADS, MAX_METADATA_ENTRIES, Payload, Payloads};
-
-/// Base64 text scanned and decoded per step: a multiple of 4, well inside the L1 data cache. Small
-/// under the fuzzer (`cargo fuzz` builds with `--cfg fuzzing`), whose inputs are only kilobytes, so it
-/// reaches the block-by-block path too.
-const BLOCK: usize = if cfg!(fuzzing) { 64 } else { 16 * 1024 };
 
 /// The payloads, or `None` when the body is not in the common shape (the caller then uses serde_json).
 pub fn parse(body: &[u8], max_payloads: usize) -> Option<Payloads> {
@@ -218,56 +213,25 @@ impl<'a> Cursor<'a> {
         std::str::from_utf8(&self.b[start..self.i]).ok()?.parse().ok()
     }
 
-    /// The `data` string, base64-decoded. A long one in standard base64 (what protojson writes) is decoded
-    /// block by block; any other text is decoded whole at the end, leniently, as the serde path does.
+    /// The `data` string, base64-decoded (either alphabet, padded or not, as the serde path does).
     fn base64_data(&mut self) -> Option<Bytes> {
         self.eat(b'"')?;
-        let start = self.i;
-        let rest = &self.b[start..];
-        if let Some(end) = memchr::memchr2(b'"', b'\\', &rest[..rest.len().min(BLOCK)]) {
-            // Short (every field of a small body): its length is known, decode it at once.
-            return self.finish_data(start, end, Vec::new());
-        }
-        // A long string: decoded block by block, with capacity for the rest of the body (it is most of
-        // it). A block that decodes holds no quote and no backslash (neither is base64), so the end need
-        // not be searched for until a block fails: that block holds the end, or text that is not
-        // standard base64, which `finish_data` leaves to the lenient decoder or to serde.
-        let mut out = Vec::with_capacity(rest.len() / 4 * 3 + 3);
-        let mut at = 0;
-        while at + BLOCK < rest.len() && STANDARD_NO_PAD.decode_append(&rest[at..at + BLOCK], &mut out).is_ok() {
-            at += BLOCK;
-        }
-        let end = at + memchr::memchr2(b'"', b'\\', &rest[at..])?;
-        self.finish_data(start, end, out)
-    }
-
-    /// Ends the data string at `start + end` (its closing quote, or `None` for a backslash): decodes the
-    /// text after what `decoded` already holds (whole standard base64 groups) as standard base64, or all
-    /// of it leniently when `decoded` is empty.
-    fn finish_data(&mut self, start: usize, end: usize, mut decoded: Vec<u8>) -> Option<Bytes> {
-        let text = &self.b[start..start + end];
-        if self.b[start + end] != b'"' {
+        let rest = &self.b[self.i..];
+        let end = memchr::memchr2(b'"', b'\\', rest)?;
+        if rest[end] != b'"' {
             return None;
         }
-        self.i = start + end + 1;
-        let done = decoded.len() / 3 * 4;
-        let decoded = match done {
-            0 => base64_lenient::decode(text).ok()?,
-            _ => {
-                base64_lenient::decode_standard_append(&text[done..], &mut decoded).ok()?;
-                if decoded.capacity() > 2 * decoded.len() {
-                    decoded.shrink_to_fit();
-                }
-                decoded
-            }
-        };
-        Some(decoded.into())
+        self.i += end + 1;
+        Some(base64_lenient::decode(&rest[..end]).ok()?.into())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Long strings in the tests: tens of kilobytes.
+    const BLOCK: usize = 16 * 1024;
 
     /// Bodies in the common shape: the fast path answers, and exactly as serde does.
     #[test]
