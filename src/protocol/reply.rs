@@ -70,13 +70,13 @@ impl StreamedJson {
         StreamedJson { parts: parts.into(), len }
     }
 
-    /// The exact length of the reply (its `Content-Length`).
-    pub fn len(&self) -> usize {
+    /// The exact length of the whole reply (its `Content-Length`), however much of it was sent.
+    pub fn content_length(&self) -> usize {
         self.len
     }
 
-    /// Whether nothing is left to send.
-    pub fn is_empty(&self) -> bool {
+    /// Whether every piece has been handed out.
+    pub fn is_done(&self) -> bool {
         self.parts.is_empty()
     }
 
@@ -240,14 +240,15 @@ mod tests {
         for payloads in cases {
             let whole = to_json(&payloads);
             let mut streamed = StreamedJson::new(&payloads);
-            assert_eq!(streamed.len(), whole.len());
+            assert_eq!(streamed.content_length(), whole.len());
             let mut pieces = Vec::new();
             while let Some(piece) = streamed.next_piece() {
                 assert!(!piece.is_empty(), "an empty piece");
                 assert!(piece.len() <= base64_len(PIECE), "a piece of {} bytes", piece.len());
                 pieces.push(piece);
             }
-            assert!(streamed.is_empty());
+            assert!(streamed.is_done());
+            assert_eq!(streamed.content_length(), whole.len(), "the length is the whole reply's");
             assert_eq!(pieces.concat(), whole, "{} payloads", payloads.len());
             let data: usize = payloads.iter().map(|p| p.data.len()).sum();
             assert!(pieces.len() >= data / PIECE, "the data was not sent in pieces");
