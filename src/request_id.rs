@@ -60,19 +60,17 @@ impl RequestId {
             [seed(), seed()]
         });
         let n = COUNTER.fetch_add(1, Ordering::Relaxed).wrapping_add(offset);
-        let mut id = String::with_capacity(32);
-        push_hex(&mut id, prefix);
-        push_hex(&mut id, mix(n));
-        RequestId(id)
+        RequestId(hex_id(prefix, mix(n)))
     }
 }
 
-/// Appends `value` as 16 lowercase hex digits: what `format!("{value:016x}")` writes, without `fmt`
-/// (about a thousand instructions per request through `format!`).
-fn push_hex(out: &mut String, value: u64) {
-    for shift in (0..16).rev() {
-        out.push(char::from(b"0123456789abcdef"[((value >> (shift * 4)) & 0xf) as usize]));
-    }
+/// `format!("{prefix:016x}{tail:016x}")` through the `hex` crate instead of `fmt` (about a thousand
+/// instructions per request through `format!`).
+fn hex_id(prefix: u64, tail: u64) -> String {
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&prefix.to_be_bytes());
+    bytes[8..].copy_from_slice(&tail.to_be_bytes());
+    hex::encode(bytes)
 }
 
 /// The splitmix64 finalizer: a bijection on `u64` (xor-shifts and multiplications by odd constants).
@@ -126,9 +124,7 @@ mod tests {
     #[test]
     fn hex_digits_are_what_format_writes() {
         for value in [0, 1, 0xabc, u64::MAX, 0x0123_4567_89ab_cdef, 1 << 63] {
-            let mut out = String::new();
-            push_hex(&mut out, value);
-            assert_eq!(out, format!("{value:016x}"));
+            assert_eq!(hex_id(value, !value), format!("{value:016x}{:016x}", !value));
         }
     }
 

@@ -23,34 +23,17 @@ use super::payloads::{ExternalPayloadDetails, MAX_EXTERNAL_PAYLOADS, MAX_METADAT
 /// The payloads, or `None` when the body is not in the common shape (the caller then uses serde_json).
 pub fn parse(body: &[u8], max_payloads: usize) -> Option<Payloads> {
     let mut c = Cursor { b: body, i: 0 };
-    c.eat(b'{')?;
-    let mut payloads = Vec::new();
-    if c.peek()? == b'}' {
-        c.i += 1;
-    } else {
-        // The only field we read is `payloads`, once; serde skips other fields, so leave them to it.
-        if c.plain_str()? != b"payloads" {
-            return None;
+    let mut payloads = None;
+    // The only field read is `payloads`, once; serde skips other fields, so they are left to it.
+    c.object(|c, key| match key {
+        b"payloads" if payloads.is_none() => {
+            payloads = Some(c.array(max_payloads, Cursor::payload)?);
+            Some(())
         }
-        c.eat(b':')?;
-        c.eat(b'[')?;
-        if c.peek()? == b']' {
-            c.i += 1;
-        } else {
-            loop {
-                if payloads.len() == max_payloads {
-                    return None;
-                }
-                payloads.push(c.payload()?);
-                if !c.more(b']')? {
-                    break;
-                }
-            }
-        }
-        c.eat(b'}')?;
-    }
+        _ => None,
+    })?;
     c.skip_ws();
-    (c.i == body.len()).then_some(Payloads { payloads })
+    (c.i == body.len()).then(|| Payloads { payloads: payloads.unwrap_or_default() })
 }
 
 struct Cursor<'a> {
@@ -102,8 +85,8 @@ impl<'a> Cursor<'a> {
         Some(text)
     }
 
-    /// `{ "key": value, … }` where each key is known to `field`, which reads the value; `None` on an
-    /// empty key set violation or a bad value.
+    /// `{ "key": value, … }`: `field` reads each key's value, and answers `None` for a key it does not
+    /// take (unknown or repeated) or a value it cannot read.
     fn object(&mut self, mut field: impl FnMut(&mut Self, &'a [u8]) -> Option<()>) -> Option<()> {
         self.eat(b'{')?;
         if self.peek()? == b'}' {
