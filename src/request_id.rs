@@ -87,7 +87,9 @@ pub async fn middleware(
 ) -> Result<ServiceResponse<impl MessageBody + 'static>, actix_web::Error> {
     let id = req.headers().get(&HEADER).and_then(RequestId::accept).unwrap_or_else(RequestId::generate);
     req.extensions_mut().insert(id.clone());
-    let span = tracing::info_span!("request", request_id = id.as_str());
+    // Recorded with `Display`: the id is plain ASCII (see `accept`), and `Debug` escaping it char by
+    // char when the span opens cost ~2k instructions per request (a third of all tracing's share).
+    let span = tracing::info_span!("request", request_id = %id.as_str());
     let method = req.method().clone();
     // `path()` has no query string; the path itself is what the router saw (printable ASCII only).
     let path = req.path().to_owned();

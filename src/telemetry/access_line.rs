@@ -114,9 +114,9 @@ fn pretty(line: &mut String, a: &Access<'_>, now: SystemTime, ansi: bool) {
         line.push_str(padded);
         line.push(' ');
     }
-    // The span's field is recorded with `Debug`, hence the quotes around the id.
+    // The span's field is recorded with `Display` (the id is plain ASCII), so no quotes.
     line.push_str("request{request_id=");
-    quoted(line, a.request_id, false);
+    line.push_str(a.request_id);
     line.push_str("}: ");
     line.push_str(TARGET);
     line.push_str(": Request served. method=");
@@ -240,7 +240,7 @@ mod tests {
             LogFormat::Pretty => tracing::Dispatch::new(builder.with_ansi(false).finish()),
         };
         tracing::dispatcher::with_default(&dispatch, || {
-            let span = tracing::info_span!(target: TARGET, "request", request_id = a.request_id);
+            let span = tracing::info_span!(target: TARGET, "request", request_id = %a.request_id);
             let _entered = span.enter();
             let (method, path) = (a.method, a.path);
             tracing::info!(target: TARGET, %method, %path, status = a.status, latency_ms, "Request served.");
