@@ -417,26 +417,38 @@ fn sqlite_arguments(events: &[AuditEvent]) -> Result<SqliteArguments, sqlx::erro
             value.map(|v| self.text(v))
         }
     }
-    let [mut email, mut subject, mut issuer, mut namespace, mut operation, mut kek_refs, mut outcome, mut reason] =
-        std::array::from_fn(|_| Column::default());
-    let [mut client_addr, mut user_agent] = std::array::from_fn(|_| Column::default());
+    /// The text columns that can repeat (all but the request id).
+    #[derive(Default)]
+    struct Previous {
+        email: Column,
+        subject: Column,
+        issuer: Column,
+        namespace: Column,
+        operation: Column,
+        kek_refs: Column,
+        outcome: Column,
+        reason: Column,
+        client_addr: Column,
+        user_agent: Column,
+    }
+    let mut previous = Previous::default();
     let mut args = SqliteArguments::default();
     for e in events {
         args.add(e.time_ms)?;
         args.add(Arc::<str>::from(e.request_id.as_str()))?;
-        args.add(email.optional(e.email.as_deref()))?;
-        args.add(subject.optional(e.subject.as_deref()))?;
-        args.add(issuer.optional(e.issuer.as_deref()))?;
-        args.add(namespace.text(&e.namespace))?;
-        args.add(operation.text(&e.operation))?;
+        args.add(previous.email.optional(e.email.as_deref()))?;
+        args.add(previous.subject.optional(e.subject.as_deref()))?;
+        args.add(previous.issuer.optional(e.issuer.as_deref()))?;
+        args.add(previous.namespace.text(&e.namespace))?;
+        args.add(previous.operation.text(&e.operation))?;
         args.add(e.payload_count)?;
         args.add(e.decoded_count)?;
-        args.add(kek_refs.text(&e.kek_refs))?;
-        args.add(outcome.text(e.outcome.as_str()))?;
-        args.add(reason.optional(e.reason.as_deref()))?;
+        args.add(previous.kek_refs.text(&e.kek_refs))?;
+        args.add(previous.outcome.text(e.outcome.as_str()))?;
+        args.add(previous.reason.optional(e.reason.as_deref()))?;
         args.add(e.http_status)?;
-        args.add(client_addr.optional(e.client_addr.as_deref()))?;
-        args.add(user_agent.optional(e.user_agent.as_deref()))?;
+        args.add(previous.client_addr.optional(e.client_addr.as_deref()))?;
+        args.add(previous.user_agent.optional(e.user_agent.as_deref()))?;
     }
     Ok(args)
 }
