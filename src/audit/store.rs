@@ -212,7 +212,7 @@ impl AuditStore {
                     .await?;
             }
             AuditStore::Postgres(pool) => {
-                let args: PgArguments = event_arguments(events).map_err(sqlx::Error::Encode)?;
+                let args: PgArguments = event_arguments(events, |_, value| value).map_err(sqlx::Error::Encode)?;
                 sqlx::query_with(AssertSqlSafe(insert_sql(events.len(), Placeholders::Numbered)), args)
                     .execute(pool)
                     .await?;
@@ -369,88 +369,50 @@ fn insert_sql(rows: usize, placeholders: Placeholders) -> String {
     sql
 }
 
-/// The bind values of `events`, row after row, in the order of `COLUMNS`.
-fn event_arguments<A>(events: &[AuditEvent]) -> Result<A, sqlx::error::BoxDynError>
+/// The bind values of `events`, row after row, in the order of `COLUMNS`. Each text value is bound as
+/// `text(column, value)` makes it (`column` counts from 0 in `COLUMNS`).
+fn event_arguments<'e, A, T>(
+    events: &'e [AuditEvent],
+    mut text: impl FnMut(usize, &'e str) -> T,
+) -> Result<A, sqlx::error::BoxDynError>
 where
     A: Arguments,
-    i64: for<'t> Encode<'t, A::Database> + Type<A::Database>,
-    for<'t> &'t str: Encode<'t, A::Database> + Type<A::Database>,
-    for<'t> Option<&'t str>: Encode<'t, A::Database> + Type<A::Database>,
+    i64: Encode<'e, A::Database> + Type<A::Database>,
+    T: Encode<'e, A::Database> + Type<A::Database>,
+    Option<T>: Encode<'e, A::Database> + Type<A::Database>,
 {
     let mut args = A::default();
     for e in events {
         args.add(e.time_ms)?;
-        args.add(e.request_id.as_str())?;
-        args.add(e.email.as_deref())?;
-        args.add(e.subject.as_deref())?;
-        args.add(e.issuer.as_deref())?;
-        args.add(e.namespace.as_str())?;
-        args.add(e.operation.as_str())?;
+        args.add(text(1, &e.request_id))?;
+        args.add(e.email.as_deref().map(|v| text(2, v)))?;
+        args.add(e.subject.as_deref().map(|v| text(3, v)))?;
+        args.add(e.issuer.as_deref().map(|v| text(4, v)))?;
+        args.add(text(5, &e.namespace))?;
+        args.add(text(6, &e.operation))?;
         args.add(e.payload_count)?;
         args.add(e.decoded_count)?;
-        args.add(e.kek_refs.as_str())?;
-        args.add(e.outcome.as_str())?;
-        args.add(e.reason.as_deref())?;
+        args.add(text(9, &e.kek_refs))?;
+        args.add(text(10, e.outcome.as_str()))?;
+        args.add(e.reason.as_deref().map(|v| text(11, v)))?;
         args.add(e.http_status)?;
-        args.add(e.client_addr.as_deref())?;
-        args.add(e.user_agent.as_deref())?;
+        args.add(e.client_addr.as_deref().map(|v| text(13, v)))?;
+        args.add(e.user_agent.as_deref().map(|v| text(14, v)))?;
     }
     Ok(args)
 }
 
-/// SQLite's bind values of `events`, like [`event_arguments`] but with each text value in an `Arc<str>`
-/// shared with the row before when equal. sqlx copies a bound `&str` into a new `Arc<String>` (two
-/// allocations, freed later on SQLite's thread); in a batch only the request id changes on every row,
-/// while namespace, operation, caller, KEK, outcome and address mostly repeat.
+/// SQLite's bind values of `events`: each text value an `Arc<str>`, shared with the same column of the
+/// row before when equal. sqlx copies a bound `&str` into a new `Arc<String>` (two allocations, freed
+/// later on SQLite's thread); in a batch only the request id changes on every row, while namespace,
+/// operation, caller, KEK, outcome and address mostly repeat. (PostgreSQL's driver writes a `&str`
+/// straight into its message buffer, so it binds the events' own text.)
 fn sqlite_arguments(events: &[AuditEvent]) -> Result<SqliteArguments, sqlx::error::BoxDynError> {
-    /// The previous row's value of one text column.
-    #[derive(Default)]
-    struct Column(Option<Arc<str>>);
-    impl Column {
-        fn text(&mut self, value: &str) -> Arc<str> {
-            match &self.0 {
-                Some(shared) if **shared == *value => shared.clone(),
-                _ => self.0.insert(Arc::from(value)).clone(),
-            }
-        }
-        fn optional(&mut self, value: Option<&str>) -> Option<Arc<str>> {
-            value.map(|v| self.text(v))
-        }
-    }
-    /// The text columns that can repeat (all but the request id).
-    #[derive(Default)]
-    struct Previous {
-        email: Column,
-        subject: Column,
-        issuer: Column,
-        namespace: Column,
-        operation: Column,
-        kek_refs: Column,
-        outcome: Column,
-        reason: Column,
-        client_addr: Column,
-        user_agent: Column,
-    }
-    let mut previous = Previous::default();
-    let mut args = SqliteArguments::default();
-    for e in events {
-        args.add(e.time_ms)?;
-        args.add(Arc::<str>::from(e.request_id.as_str()))?;
-        args.add(previous.email.optional(e.email.as_deref()))?;
-        args.add(previous.subject.optional(e.subject.as_deref()))?;
-        args.add(previous.issuer.optional(e.issuer.as_deref()))?;
-        args.add(previous.namespace.text(&e.namespace))?;
-        args.add(previous.operation.text(&e.operation))?;
-        args.add(e.payload_count)?;
-        args.add(e.decoded_count)?;
-        args.add(previous.kek_refs.text(&e.kek_refs))?;
-        args.add(previous.outcome.text(e.outcome.as_str()))?;
-        args.add(previous.reason.optional(e.reason.as_deref()))?;
-        args.add(e.http_status)?;
-        args.add(previous.client_addr.optional(e.client_addr.as_deref()))?;
-        args.add(previous.user_agent.optional(e.user_agent.as_deref()))?;
-    }
-    Ok(args)
+    let mut previous: [Option<Arc<str>>; COLUMN_COUNT] = std::array::from_fn(|_| None);
+    event_arguments(events, |column, value| match &previous[column] {
+        Some(shared) if **shared == *value => shared.clone(),
+        _ => previous[column].insert(Arc::from(value)).clone(),
+    })
 }
 
 /// Creates the SQLite file (and its directory) readable by the owner only, before SQLite does: the rows

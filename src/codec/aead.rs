@@ -50,20 +50,8 @@ fn key(key: &[u8; KEY_LEN], err: AeadError) -> Result<LessSafeKey, AeadError> {
 /// Encrypts `plaintext`; returns `ciphertext || tag`.
 pub fn seal(k: &[u8; KEY_LEN], iv: &Iv, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, AeadError> {
     let mut buf = Vec::with_capacity(plaintext.len() + TAG_LEN);
-    seal_append(k, iv, aad, plaintext, &mut buf)?;
+    seal_written(k, iv, aad, &mut buf, |out| out.extend_from_slice(plaintext))?;
     Ok(buf)
-}
-
-/// Encrypts `plaintext` and appends `ciphertext || tag` to `out`, without an intermediate buffer (large
-/// payloads are sealed straight into the envelope). On failure `out` is left as it was.
-pub fn seal_append(
-    k: &[u8; KEY_LEN],
-    iv: &Iv,
-    aad: &[u8],
-    plaintext: &[u8],
-    out: &mut Vec<u8>,
-) -> Result<(), AeadError> {
-    seal_written(k, iv, aad, out, |out| out.extend_from_slice(plaintext))
 }
 
 /// Lets `write` append the plaintext to `out`, then encrypts what it appended in place and appends the
