@@ -7,7 +7,8 @@
 #   dev        our server, embedded default (auth off, audit on: SQLite, fail-closed), our envelopes
 #   audit-off  the same with audit.enabled = false (also encode 1x1KiB)
 #   postgres   the dev default with the audit log in PostgreSQL (a private cluster on loopback, pinned
-#              to CPU 1 with the server), when Debian's PostgreSQL server binaries are installed
+#              to CPU 1 with the server, or to BENCH_PG_CPUS), when Debian's PostgreSQL server binaries
+#              are installed
 #   rotating   audit off, encode 1x1KiB with a data key that lives 2 s (renewed in the background 1 s
 #              before): the p99 of encode across a key rotation, next to audit-off encode
 #   suite1     audit off, decoding envelopes of suite 0x0001 (per-payload key schedule, what 0.1 wrote)
@@ -25,7 +26,8 @@
 #               by ±20 % between minutes, so ratios are taken within each round and their median printed
 #   --debug     use the debug build (numbers mean nothing; for checking the script)
 #   --no-build  use the binaries already in the target directory
-# Environment: CARGO_TARGET_DIR, TS_SAMPLE_DIR, PG_BIN (PostgreSQL's bin directory), BENCH_SECONDS, BENCH_ROUNDS, BENCH_PORT (base port,
+# Environment: CARGO_TARGET_DIR, TS_SAMPLE_DIR, PG_BIN (PostgreSQL's bin directory), BENCH_PG_CPUS (the
+#   CPUs the PostgreSQL cluster may use, taskset's list; default 1, the server's), BENCH_SECONDS, BENCH_ROUNDS, BENCH_PORT (base port,
 #   default 18190), BENCH_OUT (also write the table there), RUST_LOG (default: the servers' own, info).
 # Bounded in time (the total is printed first), loopback only; every process it starts is stopped.
 set -euo pipefail
@@ -350,7 +352,7 @@ if [[ "$have_pg" == 1 ]]; then
     run_pg=()
     [[ "$(id -u)" == 0 ]] && { chown -R nobody "$work"; run_pg=(runuser -u nobody --); pg_user=nobody; }
     "${run_pg[@]}" "$pg_bin/initdb" -D "$work/pg" -U "$pg_user" --auth=trust >"$work/logs/pg-init.log" 2>&1
-    "${run_pg[@]}" taskset -c 1 "$pg_bin/pg_ctl" -D "$work/pg" -l "$work/logs/pg.log" -w \
+    "${run_pg[@]}" taskset -c "${BENCH_PG_CPUS:-1}" "$pg_bin/pg_ctl" -D "$work/pg" -l "$work/logs/pg.log" -w \
         -o "-c listen_addresses=127.0.0.1 -c port=$pg_port -c unix_socket_directories=$work" start >/dev/null
     pg_started=1
     pg_url="postgres://$pg_user@127.0.0.1:$pg_port/postgres"
