@@ -56,8 +56,9 @@ pub enum CodecError {
 /// The cause of an encode failure, for the log.
 #[derive(Debug, thiserror::Error)]
 pub enum KmsErrorOrEnvelope {
+    /// Shared with the other encodes that waited for the same KMS call (`LeaseError`).
     #[error(transparent)]
-    Kms(#[from] KmsError),
+    Kms(#[from] Arc<KmsError>),
     #[error(transparent)]
     Envelope(#[from] EnvelopeError),
 }

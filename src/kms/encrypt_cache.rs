@@ -7,7 +7,10 @@
 //! replicas do not call the KMS together) or 80 % of a usage limit, a background task makes the next one
 //! while the current key keeps serving: an encode waits on the KMS only on a cold cache or when a key
 //! hits a hard limit before its successor is ready (a KMS outage), and then exactly one caller makes
-//! the next key while the others wait for it.
+//! the next key while the others wait for it. If that call fails, the callers that waited for it get
+//! its failure at once instead of each calling the KMS in turn: in a KMS outage the n-th waiting encode
+//! would otherwise answer only after n failed calls (the 600 s soak's encodes waited up to 13 s behind
+//! each other's ~0.3 s retry cycles, docs/reliability.md).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -128,11 +131,21 @@ impl CurrentDek {
 #[derive(Default)]
 struct Slot {
     current: RwLock<Option<Arc<CurrentDek>>>,
-    refill: tokio::sync::Mutex<()>,
+    /// Held by the one caller making a key on the request path; the others wait for its outcome.
+    refill: tokio::sync::Mutex<LastRefill>,
+    /// Refills on the request path finished so far (successful or not); read before waiting for
+    /// `refill`, to tell whether one finished meanwhile.
+    refills: AtomicU64,
     /// A background renewal is running.
     renewing: AtomicBool,
     /// No background renewal before this instant (after a failed one).
     next_renewal: Mutex<Option<Instant>>,
+}
+
+/// The outcome of the last refill on the request path, for the callers that waited for it.
+#[derive(Default)]
+struct LastRefill {
+    failed: Option<Arc<KmsError>>,
 }
 
 impl Slot {
@@ -196,11 +209,18 @@ pub struct EncryptCache {
 /// Why no data key could be leased.
 #[derive(Debug, thiserror::Error)]
 pub enum LeaseError {
+    /// Shared by every caller that waited for the same failed KMS call.
     #[error(transparent)]
-    Kms(#[from] KmsError),
+    Kms(Arc<KmsError>),
     /// Larger than one data key may seal (configuration validation keeps `max_bytes` above the body limit).
     #[error("payload of {len} bytes exceeds the per-key byte limit")]
     PayloadTooLarge { len: u64 },
+}
+
+impl From<KmsError> for LeaseError {
+    fn from(error: KmsError) -> LeaseError {
+        LeaseError::Kms(Arc::new(error))
+    }
 }
 
 impl EncryptCache {
@@ -230,12 +250,22 @@ impl EncryptCache {
             self.renew_if_due(&slot, &current, namespace, keyring);
             return Ok(current);
         }
-        let _refill = slot.refill.lock().await;
+        let seen = slot.refills.load(Ordering::Acquire);
+        let mut refill = slot.refill.lock().await;
         // Another caller (or a background renewal) may have refilled the slot while we waited.
         if let Some(current) = self.reserve_current(&slot, len) {
             return Ok(current);
         }
-        let (dek, edks) = keyring.new_data_key(&KmsContext::for_namespace(namespace)).await?;
+        // Or its call failed while we waited: that is our answer too (see the module comment).
+        if slot.refills.load(Ordering::Acquire) != seen
+            && let Some(failed) = &refill.failed
+        {
+            return Err(LeaseError::Kms(failed.clone()));
+        }
+        let made = keyring.new_data_key(&KmsContext::for_namespace(namespace)).await.map_err(Arc::new);
+        refill.failed = made.as_ref().err().cloned();
+        slot.refills.fetch_add(1, Ordering::Release);
+        let (dek, edks) = made.map_err(LeaseError::Kms)?;
         let now = self.clock.now();
         self.stats.rotated(RotationReason::OnDemand, now);
         let fresh = Arc::new(CurrentDek::new(dek, edks, now, &self.limits));
@@ -331,11 +361,13 @@ mod tests {
     use async_trait::async_trait;
     use futures_util::FutureExt;
 
-    /// Makes keys that report their drop to a probe; counts data-key calls. With a gate, each data-key
-    /// call waits for one permit (a KMS that answers only when the test says so); `down` fails them.
+    /// Makes keys that report their drop to a probe; counts data-key calls (`calls` the successful ones,
+    /// `attempts` all). With a gate, each data-key call waits for one permit (a KMS that answers only
+    /// when the test says so); `down` fails them.
     struct ProbeBackend {
         probe: Arc<DropProbe>,
         calls: AtomicU64,
+        attempts: AtomicU64,
         gate: Option<Arc<tokio::sync::Semaphore>>,
         down: AtomicBool,
     }
@@ -355,6 +387,7 @@ mod tests {
             if let Some(gate) = &self.gate {
                 gate.acquire().await.unwrap().forget();
             }
+            self.attempts.fetch_add(1, Ordering::SeqCst);
             if self.down.load(Ordering::SeqCst) {
                 return Err(KmsError::Unavailable { retry_after: Duration::from_secs(1), source: "down".into() });
             }
@@ -373,6 +406,7 @@ mod tests {
         let backend = Arc::new(ProbeBackend {
             probe: Arc::default(),
             calls: AtomicU64::new(0),
+            attempts: AtomicU64::new(0),
             gate,
             down: AtomicBool::new(false),
         });
@@ -506,6 +540,25 @@ mod tests {
         for lease in leases.iter().flatten() {
             assert!(lease.payloads_used() <= 100 && lease.bytes_used() == lease.payloads_used());
         }
+    }
+
+    #[tokio::test]
+    async fn the_encodes_waiting_for_a_failed_kms_call_share_its_failure_instead_of_calling_in_turn() {
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let limits = EncryptLimits { renew_before: Duration::ZERO, ..EncryptLimits::default() };
+        let (cache, keyring, backend, _) = setup_with(limits, Some(gate.clone()));
+        let ns = Namespace::parse("a").unwrap();
+        backend.down.store(true, Ordering::SeqCst);
+        // 50 encodes on a cold cache while the KMS is down: the first one calls, the others wait for it.
+        let leases = futures_util::future::join_all((0..50).map(|_| cache.lease(&ns, &keyring, 1)));
+        // Enough answers for one call each, so that calling in turn would show in `attempts`.
+        let (leases, ()) = futures_util::future::join(leases, async { gate.add_permits(50) }).await;
+        assert!(leases.iter().all(|l| matches!(l, Err(LeaseError::Kms(e)) if e.is_unavailable())));
+        assert_eq!(backend.attempts.load(Ordering::SeqCst), 1, "one KMS call for all 50");
+        // An encode that arrives after the failure makes a call of its own.
+        backend.down.store(false, Ordering::SeqCst);
+        cache.lease(&ns, &keyring, 1).await.unwrap();
+        assert_eq!(backend.attempts.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]

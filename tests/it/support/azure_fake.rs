@@ -26,12 +26,11 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, TcpListener};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use aws_lc_rs::rsa::{
     KeySize, OAEP_SHA1_MGF1SHA1, OAEP_SHA256_MGF1SHA256, OaepAlgorithm, OaepPrivateDecryptingKey,
     OaepPublicEncryptingKey, PrivateDecryptingKey,
@@ -42,6 +41,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{Value, json};
 
+use super::fake_server::FakeServer;
 use super::tls::TestCa;
 
 /// The tenant of the fake's token endpoint.
@@ -64,8 +64,8 @@ struct FakeKey {
 pub struct Switches {
     /// Answer every call with 503 while set.
     pub unavailable: AtomicBool,
-    /// Set by `stop`: a request still arriving on a kept-alive connection gets 503, never an answer.
-    stopped: AtomicBool,
+    /// Set while stopped (`FakeServer`): a request on a kept-alive connection gets 503, never an answer.
+    stopped: Arc<AtomicBool>,
 }
 
 #[derive(Default)]
@@ -90,10 +90,8 @@ pub struct AzureKeyVaultFake {
     pub ca_file: PathBuf,
     /// The federated token file (workload identity), for `kms.azure.federated_token_file`.
     pub token_file: PathBuf,
-    port: u16,
     state: Arc<FakeState>,
-    tls: rustls::ServerConfig,
-    handle: Option<actix_web::dev::ServerHandle>,
+    server: FakeServer,
     _dir: tempfile::TempDir,
 }
 
@@ -123,32 +121,17 @@ impl AzureKeyVaultFake {
             access_token: format!("fake-access-token-{}", hex::encode(token)),
             ..Default::default()
         };
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind the Key Vault fake");
-        let port = listener.local_addr().expect("port").port();
-        let mut fake = AzureKeyVaultFake {
-            endpoint: format!("https://127.0.0.1:{port}"),
+        let state = Arc::new(state);
+        let stopped = state.switches.stopped.clone();
+        let server = FakeServer::start("Key Vault fake", web::Data::new(state.clone()), handle, Some(tls), stopped);
+        AzureKeyVaultFake {
+            endpoint: format!("https://127.0.0.1:{}", server.port()),
             ca_file,
             token_file,
-            port,
-            state: Arc::new(state),
-            tls,
-            handle: None,
+            state,
+            server,
             _dir: dir,
-        };
-        fake.serve(listener);
-        fake
-    }
-
-    fn serve(&mut self, listener: TcpListener) {
-        let data = web::Data::new(self.state.clone());
-        let server = HttpServer::new(move || App::new().app_data(data.clone()).default_service(web::to(handle)))
-            .workers(1)
-            .disable_signals()
-            .listen_rustls_0_23(listener, self.tls.clone())
-            .expect("listen")
-            .run();
-        self.handle = Some(server.handle());
-        tokio::spawn(server);
+        }
     }
 
     /// Creates an RSA-2048 key with one version and every operation permitted; returns the KEK URI.
@@ -209,25 +192,12 @@ impl AzureKeyVaultFake {
 
     /// Stops listening (new connections are refused, and a request on a kept-alive connection gets 503).
     pub async fn stop(&mut self) {
-        self.state.switches.stopped.store(true, Ordering::SeqCst);
-        if let Some(handle) = self.handle.take() {
-            handle.stop(false).await;
-        }
+        self.server.stop().await;
     }
 
     /// Listens again on the same port, with the same keys.
     pub fn restart(&mut self) {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, self.port)).expect("rebind the fake's port");
-        self.state.switches.stopped.store(false, Ordering::SeqCst);
-        self.serve(listener);
-    }
-}
-
-impl Drop for AzureKeyVaultFake {
-    fn drop(&mut self) {
-        if let (Some(handle), Ok(runtime)) = (self.handle.take(), tokio::runtime::Handle::try_current()) {
-            runtime.spawn(async move { handle.stop(false).await });
-        }
+        self.server.restart();
     }
 }
 

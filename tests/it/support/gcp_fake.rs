@@ -18,15 +18,16 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, TcpListener};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Value, json};
+
+use super::fake_server::FakeServer;
 
 /// One key's versions (index + 1 = version number) and its primary.
 struct FakeKey {
@@ -51,8 +52,8 @@ pub struct Switches {
     pub unavailable: AtomicBool,
     /// Answer every call with 403 PERMISSION_DENIED while set.
     pub permission_denied: AtomicBool,
-    /// Set by `stop`: a request still arriving on a kept-alive connection gets 503, never an answer.
-    stopped: AtomicBool,
+    /// Set while stopped (`FakeServer`): a request on a kept-alive connection gets 503, never an answer.
+    stopped: Arc<AtomicBool>,
 }
 
 fn take(counter: &AtomicU32) -> bool {
@@ -71,32 +72,17 @@ struct FakeState {
 pub struct GcpKmsFake {
     /// `http://127.0.0.1:PORT`, for `kms.gcp.endpoint`.
     pub endpoint: String,
-    port: u16,
     state: Arc<FakeState>,
-    handle: Option<actix_web::dev::ServerHandle>,
+    server: FakeServer,
 }
 
 impl GcpKmsFake {
     /// Starts the fake on a free loopback port, with no keys.
     pub fn start() -> GcpKmsFake {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind the GCP KMS fake");
-        let port = listener.local_addr().expect("port").port();
-        let mut fake =
-            GcpKmsFake { endpoint: format!("http://127.0.0.1:{port}"), port, state: Arc::default(), handle: None };
-        fake.serve(listener);
-        fake
-    }
-
-    fn serve(&mut self, listener: TcpListener) {
-        let data = web::Data::new(self.state.clone());
-        let server = HttpServer::new(move || App::new().app_data(data.clone()).default_service(web::to(handle)))
-            .workers(1)
-            .disable_signals()
-            .listen(listener)
-            .expect("listen")
-            .run();
-        self.handle = Some(server.handle());
-        tokio::spawn(server);
+        let state = Arc::<FakeState>::default();
+        let stopped = state.switches.stopped.clone();
+        let server = FakeServer::start("GCP KMS fake", web::Data::new(state.clone()), handle, None, stopped);
+        GcpKmsFake { endpoint: format!("http://127.0.0.1:{}", server.port()), state, server }
     }
 
     /// Creates a key with one version; returns its resource name.
@@ -132,25 +118,12 @@ impl GcpKmsFake {
     /// Stops listening (new connections are refused, and a request on a connection the client kept
     /// alive gets 503); keys are kept.
     pub async fn stop(&mut self) {
-        self.state.switches.stopped.store(true, Ordering::SeqCst);
-        if let Some(handle) = self.handle.take() {
-            handle.stop(false).await;
-        }
+        self.server.stop().await;
     }
 
     /// Listens again on the same port, with the same keys.
     pub fn restart(&mut self) {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, self.port)).expect("rebind the fake's port");
-        self.state.switches.stopped.store(false, Ordering::SeqCst);
-        self.serve(listener);
-    }
-}
-
-impl Drop for GcpKmsFake {
-    fn drop(&mut self) {
-        if let (Some(handle), Ok(runtime)) = (self.handle.take(), tokio::runtime::Handle::try_current()) {
-            runtime.spawn(async move { handle.stop(false).await });
-        }
+        self.server.restart();
     }
 }
 

@@ -1,5 +1,7 @@
 #[cfg(feature = "azure-keyvault")]
 pub mod azure_fake;
+#[cfg(any(feature = "gcp-kms", feature = "azure-keyvault"))]
+pub mod fake_server;
 #[cfg(feature = "gcp-kms")]
 pub mod gcp_fake;
 pub mod helm;
