@@ -7,6 +7,8 @@
 # alternating encodes and decodes (one ~200 B payload each) at about half the maximum rate measured first
 # with the same mix, while these faults happen, one phase each:
 #   openbao-sigkill   OpenBao killed with SIGKILL, restarted and unsealed 30 s later
+#   openbao-hung      OpenBao stopped with SIGSTOP for 30 s (connections accepted, nothing answered: every
+#                     call runs into its deadline), then SIGCONT
 #   postgres-restart  PostgreSQL stopped (fast shutdown), started again 15 s later
 #   jwks-down         the JWKS endpoint down for the whole phase (60 s)
 #   cert-replaced     the TLS certificate and key replaced on disk (as a Secret update does)
@@ -299,7 +301,7 @@ end_phase() {
 }
 until_phase_end() { local left=$(( phase_end - $(date +%s) )); (( left > 0 )) && sleep "$left"; return 0; }
 
-start_phase baseline "$(scaled 90 15)"
+start_phase baseline "$(scaled 60 15)"
 end_phase
 
 start_phase openbao-sigkill "$(scaled 60 12)"
@@ -312,7 +314,18 @@ unseal_bao
 log "OpenBao restarted and unsealed (its keys were on disk)"
 end_phase
 
-start_phase after-openbao "$(scaled 60 12)"
+start_phase after-openbao "$(scaled 45 10)"
+end_phase
+
+start_phase openbao-hung "$(scaled 60 12)"
+kill -STOP "$bao_pid"
+log "OpenBao stopped (SIGSTOP): calls get no answer"
+sleep "$(scaled 30 6)"
+kill -CONT "$bao_pid"
+log "OpenBao continued (SIGCONT)"
+end_phase
+
+start_phase after-hung "$(scaled 45 10)"
 end_phase
 
 start_phase postgres-restart "$(scaled 60 12)"
@@ -323,7 +336,7 @@ pg_start
 log "PostgreSQL started"
 end_phase
 
-start_phase after-postgres "$(scaled 60 12)"
+start_phase after-postgres "$(scaled 45 10)"
 end_phase
 
 start_phase jwks-down "$(scaled 60 12)"
@@ -352,7 +365,7 @@ else
 fi
 end_phase
 
-start_phase final "$(scaled 150 24)"
+start_phase final "$(scaled 105 24)"
 end_phase
 
 # ---------------------------------------------------------------- the end: drain, then count
