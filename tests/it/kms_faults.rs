@@ -1,6 +1,7 @@
 //! KMS faults with real servers (DESIGN §5, SECURITY-TESTS 19 and 23): throttling and 5xx are retried
 //! a bounded number of times and then answered with 503 + `Retry-After` (encode never returns
-//! plaintext); a KMS process stopped mid-test leaves cached data keys working; a keyring with KEKs in
+//! plaintext); a KMS process stopped mid-test leaves cached data keys working, and encodes arriving
+//! together at a hung KMS share one call's failure instead of queueing behind each other; a keyring with KEKs in
 //! two KMSs decodes through whichever is up; refusals are remembered briefly so a flood of payloads
 //! whose key is refused does not hammer the KMS.
 
@@ -99,6 +100,30 @@ async fn a_stopped_kms_process_leaves_cached_keys_working_fails_uncached_ones_wi
     assert_eq!(still_encodes.len(), 1, "the cached encrypt data key still seals");
     assert_eq!(app.decode("cold", &uncached).await, vec![payload(b"uncached key")], "recovered");
     assert_eq!(app.decode("warm", &still_encodes).await, vec![payload(b"sealed during the outage")]);
+}
+
+#[tokio::test]
+async fn encodes_arriving_together_at_a_hung_kms_share_one_call_instead_of_queueing_behind_each_other() {
+    let moto = MotoServer::start();
+    let key = moto.create_key("eu-west-1").await;
+    let proxy = KmsProxy::start(&moto.url);
+    let app = aws_app(&proxy.url, &key).await;
+
+    // SIGSTOP: every call runs into its 300 ms deadline, so one call with its two retries takes over 1 s,
+    // and the 20 encodes below all arrive while the first one's call is running.
+    moto.pause();
+    let body = to_json(&[payload(b"sealed in an outage")]);
+    let encodes = futures_util::future::join_all((0..20).map(|_| app.post("/encode", Some("cold"), &body))).await;
+    moto.resume();
+
+    let statuses: Vec<u16> = encodes.iter().map(|r| r.status().as_u16()).collect();
+    assert!(statuses.iter().all(|&s| s == 503), "{statuses:?}");
+    assert!(encodes.iter().all(|r| retry_after(r).is_some()));
+    // The encodes that waited for the failed call got its failure. Calling in turn, as before, made
+    // 60 calls (20 x 3) and answered the last encode after ~20 s.
+    let attempts = proxy.count("GenerateDataKey");
+    assert!((3..=9).contains(&attempts), "{attempts} GenerateDataKey calls for 20 encodes");
+    assert_eq!(app.encode("cold", vec![payload(b"after the outage")]).await.len(), 1, "recovered");
 }
 
 #[tokio::test]
