@@ -19,6 +19,14 @@ use crate::support::moto::{KmsProxy, MotoServer, use_endpoint};
 /// A short deadline, so tests against a frozen KMS wait ~1 s rather than ~6 s.
 const SHORT_CALL_TIMEOUT: Duration = Duration::from_millis(300);
 
+/// An app whose KEK is a new key in `moto`, reached through a counting, tampering proxy.
+async fn aws_app_behind_proxy(moto: &MotoServer) -> (KmsProxy, TestApp) {
+    let key = moto.create_key("eu-west-1").await;
+    let proxy = KmsProxy::start(&moto.url);
+    let app = aws_app(&proxy.url, &key).await;
+    (proxy, app)
+}
+
 async fn aws_app(endpoint: &str, arn: &str) -> TestApp {
     TestApp::spawn_with(|c| {
         use_endpoint(c, endpoint);
@@ -31,9 +39,7 @@ async fn aws_app(endpoint: &str, arn: &str) -> TestApp {
 #[tokio::test]
 async fn throttling_is_retried_and_the_request_still_succeeds() {
     let moto = MotoServer::shared();
-    let key = moto.create_key("eu-west-1").await;
-    let proxy = KmsProxy::start(&moto.url);
-    let app = aws_app(&proxy.url, &key).await;
+    let (proxy, app) = aws_app_behind_proxy(moto).await;
     let sealed = app.encode("default", vec![payload(b"throttled")]).await;
     app.state.codec.decrypt_cache().clear().await;
 
@@ -49,9 +55,7 @@ async fn throttling_is_retried_and_the_request_still_succeeds() {
 #[tokio::test]
 async fn a_failing_kms_gets_two_retries_then_503_with_retry_after_and_encode_returns_no_plaintext() {
     let moto = MotoServer::shared();
-    let key = moto.create_key("eu-west-1").await;
-    let proxy = KmsProxy::start(&moto.url);
-    let app = aws_app(&proxy.url, &key).await;
+    let (proxy, app) = aws_app_behind_proxy(moto).await;
     let sealed = app.encode("warm", vec![payload(b"sealed before the outage")]).await;
     app.state.codec.decrypt_cache().clear().await;
 
@@ -105,9 +109,7 @@ async fn a_stopped_kms_process_leaves_cached_keys_working_fails_uncached_ones_wi
 #[tokio::test]
 async fn encodes_arriving_together_at_a_hung_kms_share_one_call_instead_of_queueing_behind_each_other() {
     let moto = MotoServer::start();
-    let key = moto.create_key("eu-west-1").await;
-    let proxy = KmsProxy::start(&moto.url);
-    let app = aws_app(&proxy.url, &key).await;
+    let (proxy, app) = aws_app_behind_proxy(&moto).await;
 
     // SIGSTOP: every call runs into its 300 ms deadline, so one call with its two retries takes over 1 s,
     // and the 20 encodes below all arrive while the first one's call is running.

@@ -1,4 +1,5 @@
-//! The HTTP side both KMS FAKES share (`gcp_fake`, `azure_fake`): a one-worker actix server on a
+//! The HTTP side the KMS FAKES and the moto proxy share (`gcp_fake`, `azure_fake`, `moto::KmsProxy`):
+//! a one-worker actix server on a
 //! loopback port that can be stopped and started again on the same port (so a client's configured
 //! endpoint stays right across an outage), and that stops when dropped.
 

@@ -1,6 +1,6 @@
 #[cfg(feature = "azure-keyvault")]
 pub mod azure_fake;
-#[cfg(any(feature = "gcp-kms", feature = "azure-keyvault"))]
+#[cfg(any(feature = "aws-kms", feature = "gcp-kms", feature = "azure-keyvault"))]
 pub mod fake_server;
 #[cfg(feature = "gcp-kms")]
 pub mod gcp_fake;

@@ -23,9 +23,11 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use codec_server::config::{Config, Secret};
 use serde_json::{Value, json};
+
+use super::fake_server::FakeServer;
 
 /// Account id of every moto key.
 pub const ACCOUNT: &str = "123456789012";
@@ -218,25 +220,18 @@ pub struct KmsProxy {
     /// `http://127.0.0.1:PORT`, to use as `kms.aws.endpoint_url`.
     pub url: String,
     state: Arc<ProxyState>,
-    handle: actix_web::dev::ServerHandle,
+    /// Stops the proxy when dropped.
+    _server: FakeServer,
 }
 
 impl KmsProxy {
     /// Starts a proxy forwarding to `upstream` (a moto URL).
     pub fn start(upstream: &str) -> KmsProxy {
         let state = Arc::new(ProxyState::default());
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind the proxy");
-        let url = format!("http://127.0.0.1:{}", listener.local_addr().expect("port").port());
         let data = web::Data::new((state.clone(), upstream.to_owned(), reqwest::Client::new()));
-        let server = HttpServer::new(move || App::new().app_data(data.clone()).default_service(web::to(forward)))
-            .workers(1)
-            .disable_signals()
-            .listen(listener)
-            .expect("listen")
-            .run();
-        let handle = server.handle();
-        tokio::spawn(server);
-        KmsProxy { url, state, handle }
+        // Never stopped, so nothing reads the flag.
+        let server = FakeServer::start("KMS proxy", data, forward, None, Arc::default());
+        KmsProxy { url: format!("http://127.0.0.1:{}", server.port()), state, _server: server }
     }
 
     /// Answers the next `n` requests with `ThrottlingException`.
@@ -262,15 +257,6 @@ impl KmsProxy {
     /// How many requests of `action` (e.g. `Decrypt`) were received.
     pub fn count(&self, action: &str) -> usize {
         self.state.requests.lock().unwrap().iter().filter(|(a, _)| a == action).count()
-    }
-}
-
-impl Drop for KmsProxy {
-    fn drop(&mut self) {
-        let handle = self.handle.clone();
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move { handle.stop(false).await });
-        }
     }
 }
 
